@@ -1,0 +1,1 @@
+"""django-audit-admin: history, diff, revert and export in the Django admin."""

@@ -1,0 +1,27 @@
+from django.apps import AppConfig
+
+
+class AuditAppConfig(AppConfig):
+    name = "audit_app"
+    label = "audit_app"
+    verbose_name = "Audit history"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db import connections
+        from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_migrate
+
+        from audit_app import checks, commands, installation, runtime  # noqa: F401
+
+        connection_created.connect(_on_connection_created, dispatch_uid="audit_app_context")
+        for connection in connections.all(initialized_only=True):
+            runtime.install(connection)
+        post_migrate.connect(installation.post_migrate, sender=self, dispatch_uid="audit_app")
+        commands.install()
+
+
+def _on_connection_created(sender, connection, **kwargs) -> None:
+    from audit_app.runtime import install
+
+    install(connection)

@@ -1,0 +1,90 @@
+"""System checks of the tracking core; ids are stable and documented in docs/settings.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core import checks
+from django.db import connections
+
+MIDDLEWARE = "audit_app.middleware.AuditContextMiddleware"
+AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+@checks.register(checks.Tags.database, checks.Tags.compatibility)
+def check_database(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for alias in settings.DATABASES:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            if alias == "default":
+                errors.append(
+                    checks.Error(
+                        f"Database {alias!r} uses the {connection.vendor} backend; audit history "
+                        "is written by PostgreSQL triggers.",
+                        hint="Set DATABASES['default']['ENGINE'] to "
+                        "'django.db.backends.postgresql'.",
+                        id="audit_app.E001",
+                    )
+                )
+            continue
+        options = connection.settings_dict.get("OPTIONS", {})
+        if options.get("server_side_binding"):
+            errors.append(
+                checks.Error(
+                    f"Database {alias!r} enables psycopg server-side binding, which refuses the "
+                    "two-statement queries that carry audit context to the triggers; events "
+                    "would lose their user and request.",
+                    hint=f"Remove 'server_side_binding' from DATABASES[{alias!r}]['OPTIONS'].",
+                    id="audit_app.E003",
+                )
+            )
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        if not is_psycopg3:
+            errors.append(
+                checks.Error(
+                    f"Database {alias!r} runs on psycopg2; audit context needs psycopg 3.",
+                    hint="pip install 'psycopg[binary]>=3.1.8' (Django then uses it).",
+                    id="audit_app.E004",
+                )
+            )
+    return errors
+
+
+@checks.register(checks.Tags.compatibility)
+def check_apps_and_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    if not apps.is_installed("pgtrigger"):
+        errors.append(
+            checks.Error(
+                "'pgtrigger' is not in INSTALLED_APPS; the capture triggers would never be "
+                "migrated.",
+                hint="Add 'pgtrigger' to INSTALLED_APPS.",
+                id="audit_app.E002",
+            )
+        )
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE not in middleware:
+        errors.append(
+            checks.Warning(
+                f"{MIDDLEWARE} is not in MIDDLEWARE; changes made by requests are recorded "
+                "without user, URL or request id.",
+                hint=f"Add '{MIDDLEWARE}' to MIDDLEWARE after '{AUTH_MIDDLEWARE}'.",
+                id="audit_app.W001",
+            )
+        )
+    elif AUTH_MIDDLEWARE in middleware and middleware.index(MIDDLEWARE) < middleware.index(
+        AUTH_MIDDLEWARE
+    ):
+        errors.append(
+            checks.Warning(
+                f"{MIDDLEWARE} comes before {AUTH_MIDDLEWARE}; the user is only known once "
+                "authentication has run.",
+                hint=f"Move '{MIDDLEWARE}' below '{AUTH_MIDDLEWARE}'.",
+                id="audit_app.W002",
+            )
+        )
+    return errors

@@ -1,0 +1,73 @@
+"""Settings of django-audit-admin, each read at call time so ``override_settings`` works.
+
+Every setting is named ``AUDIT_<NAME>`` and documented in ``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_MASKED_FIELDS = (
+    "*password*",
+    "*passwd*",
+    "*token*",
+    "*secret*",
+    "*api_key*",
+    "*apikey*",
+    "*private_key*",
+    "*access_key*",
+)
+
+
+def _get(name: str, default: Any) -> Any:
+    return getattr(settings, f"AUDIT_{name}", default)
+
+
+def level() -> str:
+    """Default trigger level, ``"STATEMENT"`` or ``"ROW"`` (``AUDIT_LEVEL``)."""
+    return str(_get("LEVEL", "STATEMENT")).upper()
+
+
+def append_only() -> bool:
+    """Whether event tables refuse UPDATE, DELETE and TRUNCATE (``AUDIT_APPEND_ONLY``)."""
+    return bool(_get("APPEND_ONLY", False))
+
+
+def masked_fields() -> tuple[str, ...]:
+    """Case-insensitive name patterns of fields stored as change markers only."""
+    return tuple(_get("MASKED_FIELDS", DEFAULT_MASKED_FIELDS))
+
+
+def constrain_obj() -> bool:
+    """Whether the event's object reference is a real foreign key that cascades."""
+    return bool(_get("CONSTRAIN_OBJ", False))
+
+
+def trusted_proxies() -> tuple[str, ...]:
+    """Addresses or networks whose ``X-Forwarded-For`` header is believed."""
+    return tuple(_get("TRUSTED_PROXIES", ()))
+
+
+def request_id_header() -> str:
+    """HTTP header carrying an upstream request id (``AUDIT_REQUEST_ID_HEADER``)."""
+    return str(_get("REQUEST_ID_HEADER", "X-Request-ID"))
+
+
+def json_encoder() -> Any:
+    """JSON encoder class (or dotted path) used to serialise context metadata."""
+    from django.utils.module_loading import import_string
+
+    encoder = _get("JSON_ENCODER", "django.core.serializers.json.DjangoJSONEncoder")
+    return import_string(encoder) if isinstance(encoder, str) else encoder
+
+
+def command_context() -> bool:
+    """Whether management commands run inside ``audit_app.context(command=name)``."""
+    return bool(_get("COMMAND_CONTEXT", True))
+
+
+def command_context_exclude() -> tuple[str, ...]:
+    """Commands never wrapped in a context: servers get one context per request."""
+    return tuple(_get("COMMAND_CONTEXT_EXCLUDE", ("runserver", "testserver", "test", "shell")))

@@ -1,0 +1,209 @@
+"""Request context for events: ``audit_app.context`` and its hand-over to the triggers.
+
+The current context lives in a ``ContextVar`` (threads and asyncio tasks each see
+their own). Its metadata is serialised once, when the context is entered, and handed
+to PostgreSQL only with statements that may write: a ``set_config(..., true)`` is
+prepended to the statement itself, so it costs no extra round trip and lasts only
+for the current transaction, which keeps it safe under transaction pooling.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from audit_app import conf, sql
+from audit_app.exceptions import ContextError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class _Frame:
+    metadata: dict[str, Any]
+    literal: str  # the metadata as an SQL string constant, ready to prepend
+
+
+_current: ContextVar[_Frame | None] = ContextVar("audit_app_context", default=None)
+# The reason given to disable_tracking(), as an SQL string constant.
+_disabled: ContextVar[str | None] = ContextVar("audit_app_disabled", default=None)
+
+
+def _sanitise(value: Any, path: str) -> Any:
+    """Make ``value`` storable in jsonb: NUL becomes U+FFFD, NaN and infinities raise."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ContextError(
+            f"Context value {path} is {value!r}; PostgreSQL's jsonb cannot store NaN or "
+            "infinity. Pass a string or None instead."
+        )
+    if isinstance(value, dict):
+        return {_sanitise(str(k), path): _sanitise(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_sanitise(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def sql_string(text: str) -> str:
+    """An escape-string constant for ``text`` that reads the same whatever the server's
+    ``standard_conforming_strings`` is."""
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _frame(metadata: dict[str, Any]) -> _Frame:
+    clean = {str(k): _sanitise(v, str(k)) for k, v in metadata.items()}
+    try:
+        payload = json.dumps(
+            clean, cls=conf.json_encoder(), allow_nan=False, separators=(",", ":"), sort_keys=True
+        )
+    except (TypeError, ValueError) as exc:
+        raise ContextError(f"Context metadata {sorted(clean)} cannot be stored as JSON: {exc}") from exc
+    # The encoder may have produced NaN-free text with NUL escapes from custom objects.
+    payload = payload.replace("\\u0000", "\\ufffd")
+    return _Frame(clean, sql_string(payload))
+
+
+class context:
+    """Attach metadata to every event written inside the block.
+
+    Usable as ``with``, ``async with`` and as a decorator. Nested contexts merge their
+    keys into the outer ones for the inner block only.
+    """
+
+    def __init__(self, **metadata: Any) -> None:
+        self.metadata = metadata
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> context:
+        parent = _current.get()
+        merged = {**(parent.metadata if parent else {}), **self.metadata}
+        self._tokens.append(_current.set(_frame(merged)))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> context:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.__exit__(*exc_info)
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with context(**self.metadata):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with context(**self.metadata):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def current_context() -> dict[str, Any] | None:
+    """The metadata events would be written with right now, or None outside a context."""
+    frame = _current.get()
+    return dict(frame.metadata) if frame else None
+
+
+def update_context(**metadata: Any) -> bool:
+    """Merge ``metadata`` into the innermost open context; False when none is open.
+
+    Events already written keep the context they were written with.
+    """
+    frame = _current.get()
+    if frame is None:
+        return False
+    _current.set(_frame({**frame.metadata, **metadata}))
+    return True
+
+
+@contextmanager
+def disable_tracking(reason: str) -> Iterator[None]:
+    """Write no events inside the block; the triggers record each bypassed statement.
+
+    Every statement that changes tracked rows meanwhile leaves one row in
+    ``audit_app.Bypass`` (table, operation, row count, reason and context) instead of
+    its events, so the gap in history is itself on record.
+    """
+    if not reason or not reason.strip():
+        raise ContextError("disable_tracking() needs a reason; it is recorded with each statement.")
+    token = _disabled.set(sql_string(reason.replace("\x00", "\ufffd")))
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+# Statements that can change rows. Plain SELECTs, DDL and transaction control are
+# left alone (a function called from a SELECT that writes is the one blind spot,
+# documented in docs/context.md).
+_WRITE_RE = re.compile(r"\A\s*(?:INSERT|UPDATE|DELETE|MERGE|WITH|COPY|CALL|DO)\b", re.IGNORECASE)
+_EMPTY = sql_string("")
+
+
+def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ctx: dict) -> Any:
+    """Django execute wrapper that hands the current context to the triggers."""
+    if not isinstance(sql_text, str) or not _WRITE_RE.match(sql_text):
+        return execute(sql_text, params, many, ctx)
+    connection = ctx["connection"]
+    frame = _current.get()
+    disabled = _disabled.get()
+    in_transaction = connection.in_atomic_block
+    if frame is None and disabled is None:
+        # Settings made earlier in this transaction would still be visible: clear them.
+        if not (in_transaction and getattr(connection, "_audit_settings_dirty", False)):
+            if not in_transaction:
+                connection._audit_settings_dirty = False
+            return execute(sql_text, params, many, ctx)
+    connection._audit_settings_dirty = in_transaction
+    prefix = sql.set_config_sql(
+        [
+            (sql.CONTEXT_GUC, frame.literal if frame else _EMPTY),
+            (sql.DISABLED_GUC, disabled or _EMPTY),
+        ]
+    )
+    if params is not None:
+        prefix = prefix.replace("%", "%%")
+    if many:
+        return _execute_many(execute, prefix, sql_text, params, ctx)
+    result = execute(f"{prefix}; {sql_text}", params, many, ctx)
+    # The cursor now points at the set_config result; move it to the statement's own.
+    ctx["cursor"].nextset()
+    return result
+
+
+def _execute_many(execute: Callable, prefix: str, sql_text: str, params: Any, ctx: dict) -> Any:
+    from django.db import transaction
+
+    # executemany cannot carry a second statement: set the context first, in the same
+    # transaction as the statements (atomic() makes one in autocommit mode).
+    with transaction.atomic(using=ctx["connection"].alias):
+        ctx["cursor"].cursor.execute(prefix.replace("%%", "%"))
+        return execute(sql_text, params, True, ctx)
+
+
+def install(connection: Any) -> None:
+    """Add the context hand-over to a database connection (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        return
+    if inject_context not in connection.execute_wrappers:
+        # First in the list: Django's execute_wrapper() context manager pops the last
+        # wrapper on exit, which must never be ours.
+        connection.execute_wrappers.insert(0, inject_context)

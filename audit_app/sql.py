@@ -1,0 +1,265 @@
+"""Pure SQL generation for event capture: no Django models, no database connection.
+
+Every function here turns a declaration (tables, columns, labels) into SQL text, so the
+SQL can be read and tested on its own. Triggers installed by migrations embed this text:
+changing what it produces changes every user's migrations and is a deliberate act
+(bump ``TEMPLATE_VERSION`` and note it in the changelog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pgtrigger.compiler import UpsertTriggerSql
+
+TEMPLATE_VERSION = 1
+
+# System columns of every event table share one short prefix.
+CREATED_AT = "audit_created_at"
+LABEL = "audit_label"
+CONTEXT = "audit_context_id"
+EVENT_ID = "audit_id"
+
+CONTEXT_TABLE = "audit_app_context"
+BYPASS_TABLE = "audit_app_bypass"
+CONTEXT_FUNCTION = "audit_app_context_id"
+
+# Transaction-local settings written by the Python side (audit_app.context).
+CONTEXT_GUC = "audit.context"
+DISABLED_GUC = "audit.disabled"
+_SEEN_GUC = "audit.context_seen"
+_SEEN_ID_GUC = "audit.context_seen_id"
+
+OLD_TABLE = "audit_old"
+NEW_TABLE = "audit_new"
+OLD = "o"
+NEW = "n"
+
+
+def quote(identifier: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """Quote a string constant that comes from code (labels, table names), not from users."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """Where one tracked table's events go and which of its columns they copy."""
+
+    table: str
+    event_table: str
+    pk_column: str
+    # Tracked columns in event-table order, the primary key included.
+    columns: tuple[str, ...]
+    masked: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.pk_column not in self.columns:
+            raise ValueError(f"{self.table}: the primary key column must be tracked")
+        if self.pk_column in self.masked:
+            raise ValueError(f"{self.table}: the primary key cannot be masked")
+
+
+def masked_marker_sql(value: str, pk: str) -> str:
+    """A change marker for a masked value: equal markers mean an unchanged value.
+
+    The value never leaves the live table; the marker is a truncated SHA-256 of the value
+    and the row's primary key, so two rows with the same secret get different markers.
+    """
+    return (
+        f"CASE WHEN {value} IS NULL THEN NULL ELSE "
+        f"left(encode(sha256(convert_to({value}::text || '/' || {pk}::text, 'UTF8')), 'hex'), 16)"
+        " END"
+    )
+
+
+def value_sql(spec: EventSpec, row: str, column: str) -> str:
+    ref = f"{row}.{quote(column)}"
+    if column in spec.masked:
+        return masked_marker_sql(ref, f"{row}.{quote(spec.pk_column)}")
+    return ref
+
+
+def insert_into(spec: EventSpec) -> str:
+    columns = [CREATED_AT, LABEL, CONTEXT, *spec.columns]
+    return f"INSERT INTO {quote(spec.event_table)} ({', '.join(map(quote, columns))})"
+
+
+def select_list(spec: EventSpec, row: str, label: str, context_sql: str) -> str:
+    values = ["now()", literal(label), context_sql]
+    values += [value_sql(spec, row, column) for column in spec.columns]
+    return ", ".join(values)
+
+
+def any_change_sql(columns: Iterable[str]) -> str:
+    """Row-level SQL that is true when any of ``columns`` differs between OLD and NEW."""
+    parts = [f"OLD.{quote(c)} IS DISTINCT FROM NEW.{quote(c)}" for c in columns]
+    return " OR ".join(parts)
+
+
+def _alias(condition_sql: str) -> str:
+    from audit_app.trackers import alias_rows
+
+    return alias_rows(condition_sql, OLD, NEW)
+
+
+def bypass_sql(*, row_count_sql: str, source: str = "") -> str:
+    """Record a statement that ran while capture was disabled, instead of its events."""
+    return (
+        f"IF coalesce(current_setting({literal(DISABLED_GUC)}, true), '') <> '' THEN\n"
+        f"    INSERT INTO {quote(BYPASS_TABLE)} "
+        "(created_at, table_name, operation, row_count, reason, context_id)\n"
+        f"    SELECT now(), TG_TABLE_NAME, TG_OP, {row_count_sql}, "
+        f"current_setting({literal(DISABLED_GUC)}, true), {CONTEXT_FUNCTION}(){source};\n"
+        "    RETURN NULL;\n"
+        "END IF;"
+    )
+
+
+def statement_trigger_body(
+    spec: EventSpec, *, label: str, operation: str, row: str, condition_sql: str = ""
+) -> str:
+    """Body of a statement-level AFTER trigger: one INSERT ... SELECT per statement.
+
+    The context function sits in an uncorrelated scalar subquery, which PostgreSQL runs
+    once, and only if some row is selected: a statement that changes nothing writes no
+    context row.
+    """
+    source_table = NEW_TABLE if row == "NEW" else OLD_TABLE
+    alias = NEW if row == "NEW" else OLD
+    source = f"{quote(source_table)} AS {alias}"
+    where = ""
+    if operation == "UPDATE" and condition_sql:
+        condition = _alias(condition_sql)
+        if f'{OLD}."' in condition:
+            # LEFT JOIN: a row whose primary key changed has no partner under the new key;
+            # it is always recorded instead of being silently dropped.
+            pk = quote(spec.pk_column)
+            source += f" LEFT JOIN {quote(OLD_TABLE)} AS {OLD} ON {OLD}.{pk} = {NEW}.{pk}"
+            where = f"\nWHERE {OLD}.{pk} IS NULL OR ({condition})"
+        else:
+            where = f"\nWHERE {condition}"
+    elif condition_sql:
+        where = f"\nWHERE {_alias(condition_sql)}"
+    return (
+        bypass_sql(row_count_sql="count(*)", source=f" FROM {quote(source_table)}")
+        + "\n"
+        + insert_into(spec)
+        + f"\nSELECT {select_list(spec, alias, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
+        + f"\nFROM {source}{where};\nRETURN NULL;"
+    )
+
+
+def row_trigger_body(spec: EventSpec, *, label: str, row: str) -> str:
+    """Body of a row-level AFTER trigger; its condition goes into the trigger's WHEN."""
+    return (
+        bypass_sql(row_count_sql="1")
+        + "\n"
+        + insert_into(spec)
+        + f"\nVALUES ({select_list(spec, row, label, f'{CONTEXT_FUNCTION}()')});\nRETURN NULL;"
+    )
+
+
+def snapshot_sql(spec: EventSpec, *, label: str, where_sql: str) -> str:
+    """INSERT ... SELECT events of existing rows (backfill and manual events).
+
+    ``where_sql`` filters the tracked table aliased ``n`` and may hold ``%s`` parameters.
+    """
+    return (
+        insert_into(spec)
+        + f"\nSELECT {select_list(spec, NEW, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
+        + f"\nFROM {quote(spec.table)} AS {NEW}\nWHERE {where_sql}"
+    )
+
+
+def append_only_body(table_label: str) -> str:
+    """Body of the trigger that makes a table refuse UPDATE, DELETE and TRUNCATE.
+
+    No setting switches it off: only the table owner can, by disabling the trigger
+    (what ``manage.py audit prune`` does, and records).
+    """
+    return (
+        # No "%" anywhere: migrations run this through a parameterised execute().
+        "RAISE EXCEPTION USING\n"
+        f"    MESSAGE = TG_OP || {literal(' on ' + table_label + ' refused: audit history is append-only')},\n"
+        "    ERRCODE = 'insufficient_privilege',\n"
+        "    HINT = 'Use manage.py audit prune to remove old events.';"
+    )
+
+
+CONTEXT_FUNCTION_SQL_V1 = f"""
+CREATE OR REPLACE FUNCTION {CONTEXT_FUNCTION}() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    _raw text := current_setting({literal(CONTEXT_GUC)}, true);
+    _id bigint;
+BEGIN
+    -- No exception block: a caught error per call makes PostgreSQL rescan the queue of
+    -- deferred FK checks, which grows with the transaction.
+    IF _raw IS NULL OR _raw = '' THEN
+        RETURN NULL;
+    END IF;
+    -- One context row per distinct context per transaction: later calls reuse it.
+    IF _raw = current_setting({literal(_SEEN_GUC)}, true) THEN
+        RETURN current_setting({literal(_SEEN_ID_GUC)}, true)::bigint;
+    END IF;
+    INSERT INTO {quote(CONTEXT_TABLE)} (created_at, user_id, metadata)
+    SELECT now(), r.user_id, _raw::jsonb
+    FROM jsonb_populate_record(
+        NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
+    ) AS r
+    RETURNING id INTO _id;
+    PERFORM set_config({literal(_SEEN_GUC)}, _raw, true),
+            set_config({literal(_SEEN_ID_GUC)}, _id::text, true);
+    RETURN _id;
+END;
+$$;
+"""
+
+# Migrations reference a numbered version; this name always points at the newest.
+CONTEXT_FUNCTION_SQL = CONTEXT_FUNCTION_SQL_V1
+
+DROP_CONTEXT_FUNCTION_SQL = f"DROP FUNCTION IF EXISTS {CONTEXT_FUNCTION}();"
+
+
+def set_config_sql(values: Sequence[tuple[str, str]]) -> str:
+    """A SELECT that sets transaction-local settings from already-quoted literals."""
+    calls = ", ".join(f"set_config({literal(name)}, {value}, true)" for name, value in values)
+    return f"SELECT {calls}"
+
+
+class AuditTriggerSql(UpsertTriggerSql):
+    """Installation SQL of our triggers, version 1.
+
+    pgtrigger's stock template wraps every trigger in a check of the ``pgtrigger.ignore``
+    session setting, read inside an exception block. That lets any session switch
+    capture off, and its caught error per row makes bulk inserts quadratic. Ours has
+    neither; the only way around capture is ``audit_app.disable_tracking()``, which the
+    triggers themselves record.
+    """
+
+    def get_template(self) -> str:
+        return """
+            CREATE OR REPLACE FUNCTION {pgid}()
+            RETURNS TRIGGER AS $$
+                {declare}
+                BEGIN
+                    {func}
+                END;
+            $$ LANGUAGE plpgsql;
+
+            DROP TRIGGER IF EXISTS {pgid} ON {table};
+            CREATE {constraint} TRIGGER {pgid}
+                {when} {operation} ON {table}
+                {timing}
+                {referencing}
+                FOR EACH {level} {condition}
+                EXECUTE PROCEDURE {execute};
+
+            COMMENT ON TRIGGER {pgid} ON {table} IS '{hash}';
+        """

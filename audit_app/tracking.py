@@ -1,0 +1,298 @@
+"""``audit_app.track()``: generate an event model for a tracked model and its triggers."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import pgtrigger
+from django.apps import apps
+from django.db import models
+
+from audit_app import conf, sql
+from audit_app.trackers import (
+    DatabaseTracker,
+    Tracker,
+    default_trackers,
+    render_condition,
+)
+
+M = TypeVar("M", bound=type[models.Model])
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_AUTO_TO_INT = {
+    models.BigAutoField: models.BigIntegerField,
+    models.SmallAutoField: models.SmallIntegerField,
+    models.AutoField: models.IntegerField,
+}
+# Field options that describe the live table's constraints or defaults, not history.
+_DROPPED_KWARGS = (
+    "primary_key",
+    "unique",
+    "unique_for_date",
+    "unique_for_month",
+    "unique_for_year",
+    "db_default",
+    "auto_now",
+    "auto_now_add",
+    "parent_link",
+    "related_query_name",
+    "limit_choices_to",
+    "db_comment",
+)
+
+
+def track(
+    *trackers: Tracker,
+    fields: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    level: str | None = None,
+    append_only: bool | None = None,
+    model_name: str | None = None,
+    related_name: str = "audit_events",
+    masked: Iterable[str] | None = None,
+    constrain_obj: bool | None = None,
+) -> Callable[[M], M]:
+    """Record changes of the decorated model in a generated event model.
+
+    With no trackers, inserts, effective updates and deletes are recorded.
+    """
+
+    def decorator(model: M) -> M:
+        create_event_model(
+            model,
+            *trackers,
+            fields=fields,
+            exclude=exclude,
+            level=level,
+            append_only=append_only,
+            model_name=model_name,
+            related_name=related_name,
+            masked=masked,
+            constrain_obj=constrain_obj,
+        )
+        return model
+
+    return decorator
+
+
+def tracked_fields(
+    model: type[models.Model], fields: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[models.Field]:
+    """The columns of the model's own table that its events copy (primary key first)."""
+    concrete = model._meta.concrete_model
+    candidates = [
+        f for f in concrete._meta.local_concrete_fields if not getattr(f, "generated", False)
+    ]
+    names = {f.name for f in candidates} | {f.attname for f in candidates}
+    for option, values in (("fields", fields), ("exclude", exclude)):
+        unknown = sorted(set(values or ()) - names)
+        if unknown:
+            raise ValueError(
+                f"track({option}=...) on {model._meta.label} names {unknown}, which are not "
+                f"concrete fields of its table; choose from {sorted(f.name for f in candidates)}."
+            )
+    pk = concrete._meta.pk
+    chosen = []
+    for f in candidates:
+        if f is pk:
+            continue
+        if fields is not None and f.name not in fields and f.attname not in fields:
+            continue
+        if exclude and (f.name in exclude or f.attname in exclude):
+            continue
+        chosen.append(f)
+    return [pk, *chosen]
+
+
+def is_masked(field_name: str, patterns: Iterable[str]) -> bool:
+    name = field_name.lower()
+    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
+
+
+def copy_field(field: models.Field, *, masked: bool) -> models.Field:
+    """A history copy of ``field``: same type and column, no constraints or indexes."""
+    if masked:
+        # Masked values are stored as change markers (see sql.masked_marker_sql).
+        return models.TextField(null=True, verbose_name=field.verbose_name, db_column=field.column)
+    if isinstance(field, models.ForeignKey):
+        # Built by hand: deconstruct() of a relation needs the app registry ready, and
+        # track() runs while models are still loading.
+        return models.ForeignKey(
+            field.remote_field.model,
+            to_field=field.remote_field.field_name if field.to_fields[0] else None,
+            on_delete=models.DO_NOTHING,
+            db_constraint=False,
+            db_index=False,
+            related_name="+",
+            null=field.null,
+            blank=field.blank,
+            verbose_name=field.verbose_name,
+            db_column=field.column,
+        )
+    _, _, args, kwargs = field.deconstruct()
+    for key in _DROPPED_KWARGS:
+        kwargs.pop(key, None)
+    kwargs["db_index"] = False
+    kwargs["db_column"] = field.column
+    cls: type[models.Field] = field.__class__
+    for auto, plain in _AUTO_TO_INT.items():
+        if isinstance(field, auto):
+            cls = plain
+            break
+    return cls(*args, **kwargs)
+
+
+def _index_name(table: str, what: str) -> str:
+    digest = hashlib.md5(f"{table}:{what}".encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"audit_{digest}_{what}"[:30]
+
+
+def _unique_related_name(model: type[models.Model], related_name: str) -> str:
+    # A concrete child inherits its parents' reverse accessors; reusing a tracked
+    # parent's name would clash (fields.E304), so the child gets its own.
+    for parent in model._meta.get_parent_list():
+        if hasattr(parent, related_name):
+            return f"audit_{model._meta.model_name}_events"
+    return related_name
+
+
+def create_event_model(
+    model: type[models.Model],
+    *trackers: Tracker,
+    fields: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    level: str | None = None,
+    append_only: bool | None = None,
+    model_name: str | None = None,
+    related_name: str = "audit_events",
+    masked: Iterable[str] | None = None,
+    constrain_obj: bool | None = None,
+) -> type[models.Model]:
+    """Build and register the event model of ``model`` and install its triggers."""
+    from audit_app.models import BaseEvent
+
+    opts = model._meta
+    if opts.abstract:
+        raise TypeError(f"{opts.label} is abstract; track a concrete or proxy model.")
+    if getattr(opts, "pk", None) is None or opts.pk.__class__.__name__ == "CompositePrimaryKey":
+        raise TypeError(f"{opts.label} has a composite primary key, which is not supported.")
+    if "audit_event_model" in model.__dict__:
+        raise TypeError(f"{opts.label} is already tracked by {model.audit_event_model.__name__}.")
+    if opts.app_config is None or opts.app_config.name.startswith("django."):
+        raise TypeError(
+            f"{opts.label} lives in a Django app; track a proxy of it in one of your apps."
+        )
+
+    trackers = trackers or tuple(default_trackers())
+    labels = [t.label for t in trackers]
+    for label in labels:
+        if not _LABEL_RE.match(label):
+            raise ValueError(f"Tracker label {label!r} must match {_LABEL_RE.pattern}.")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"Tracker labels of {opts.label} must be unique, got {labels}.")
+
+    level = (level or conf.level()).upper()
+    append_only = conf.append_only() if append_only is None else append_only
+    constrain_obj = conf.constrain_obj() if constrain_obj is None else constrain_obj
+    if constrain_obj and any(getattr(t, "operation", "") == "DELETE" for t in trackers):
+        raise ValueError(
+            f"{opts.label}: a constrained object reference deletes events with their object, "
+            "so a delete event would point at a missing row. Drop DeleteEvent or keep the "
+            "reference unconstrained (constrain_obj=False)."
+        )
+    if constrain_obj and append_only:
+        raise ValueError(
+            f"{opts.label}: constrain_obj cascades deletes into an append-only event table, "
+            "which refuses them. Choose one."
+        )
+
+    copied = tracked_fields(model, fields, exclude)
+    patterns = conf.masked_fields() if masked is None else tuple(masked)
+    masked_names = {f.name for f in copied[1:] if is_masked(f.name, patterns)}
+    pk = copied[0]
+    event_name = model_name or f"{model.__name__}Event"
+    app_label = opts.app_label
+    if event_name.lower() in apps.all_models[app_label]:
+        raise ValueError(f"{app_label}.{event_name} already exists; pass model_name=...")
+
+    db_table = f"{app_label}_{event_name.lower()}"
+    attrs: dict[str, Any] = {
+        "__module__": model.__module__,
+        "__qualname__": event_name,
+        "audit_obj": models.ForeignKey(
+            model,
+            on_delete=models.CASCADE if constrain_obj else models.DO_NOTHING,
+            db_constraint=constrain_obj,
+            db_column=pk.column,
+            db_index=False,
+            related_name=_unique_related_name(model, related_name),
+        ),
+        "Meta": type(
+            "Meta",
+            (),
+            {
+                "app_label": app_label,
+                "db_table": db_table,
+                "ordering": ("audit_id",),
+                "indexes": [
+                    models.Index(fields=["audit_obj", "audit_id"], name=_index_name(db_table, "obj")),
+                    models.Index(
+                        fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
+                    ),
+                    models.Index(fields=["audit_context"], name=_index_name(db_table, "ctx")),
+                ],
+                "verbose_name": f"{opts.verbose_name} event",
+                "verbose_name_plural": f"{opts.verbose_name} events",
+            },
+        ),
+    }
+    for f in copied[1:]:
+        if f.name in attrs or f.name.startswith("audit_"):
+            raise ValueError(f"{opts.label}.{f.name} clashes with an event system field name.")
+        attrs[f.name] = copy_field(f, masked=f.name in masked_names)
+    event_model = type(event_name, (BaseEvent,), attrs)
+
+    spec = sql.EventSpec(
+        table=opts.db_table,
+        event_table=db_table,
+        pk_column=pk.column,
+        columns=tuple(f.column for f in copied),
+        masked=frozenset(f.column for f in copied if f.name in masked_names),
+    )
+    event_model.audit_tracked_model = model
+    event_model.audit_spec = spec
+    event_model.audit_trackers = tuple(trackers)
+    event_model.audit_masked = frozenset(masked_names)
+    model.audit_event_model = event_model
+
+    from audit_app.triggers import AppendOnly, CaptureTrigger
+
+    for tracker in trackers:
+        if not isinstance(tracker, DatabaseTracker):
+            continue
+        trigger = CaptureTrigger(
+            name=f"audit_{tracker.label}",
+            spec=spec,
+            label=tracker.label,
+            operation=tracker.operation,
+            row=tracker.row,
+            level=(tracker.level or level),
+            condition_sql=render_condition(tracker.condition, model, spec.columns),
+        )
+        pgtrigger.register(trigger)(model)
+    if append_only:
+        pgtrigger.register(AppendOnly())(event_model)
+
+    # Make the class importable where makemigrations looks for it.
+    setattr(sys.modules[model.__module__], event_name, event_model)
+    return event_model
+
+
+def tracked_models() -> list[type[models.Model]]:
+    """Every model with an event model, in app-registry order."""
+    return [m for m in apps.get_models(include_auto_created=True) if "audit_event_model" in m.__dict__]

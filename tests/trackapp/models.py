@@ -1,0 +1,80 @@
+"""Models that exercise the corners of tracking; used by the tests only."""
+
+import uuid
+
+from django.db import models
+
+import audit_app
+
+
+class Color(models.Model):
+    name = models.CharField(max_length=20)
+
+
+@audit_app.track()
+class Widget(models.Model):
+    """Statement level (the default), every field, a deferred FK."""
+
+    name = models.CharField(max_length=50)
+    size = models.IntegerField(default=0)
+    color = models.ForeignKey(Color, null=True, on_delete=models.SET_NULL)
+    data = models.JSONField(default=dict)
+    secret_token = models.CharField(max_length=40, blank=True)
+
+
+@audit_app.track(level=audit_app.Row, model_name="RowWidgetHistory")
+class RowWidget(models.Model):
+    """Row level for every tracker."""
+
+    name = models.CharField(max_length=50)
+    size = models.IntegerField(default=0)
+    color = models.ForeignKey(Color, null=True, on_delete=models.SET_NULL)
+    secret_token = models.CharField(max_length=40, blank=True)
+
+
+class Reversed(models.Field):
+    """A custom field rebuilt through deconstruct() in the event model."""
+
+    def __init__(self, *args, marker="x", **kwargs):
+        self.marker = marker
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["marker"] = self.marker
+        return name, path, args, kwargs
+
+    def db_type(self, connection):
+        return "text"
+
+
+@audit_app.track(
+    audit_app.InsertEvent(),
+    audit_app.UpdateEvent(condition=audit_app.AnyChange("status")),
+    audit_app.UpdateEvent("big_jump", condition=audit_app.Q(new__amount__gt=1000)),
+    audit_app.ManualEvent("note"),
+    fields=["status", "amount", "code"],
+    append_only=True,
+)
+class Invoice(models.Model):
+    """Field subset, conditions, manual events, append-only history, custom fields."""
+
+    uid = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    status = models.CharField(max_length=10, default="draft")
+    amount = models.IntegerField(default=0)
+    code = Reversed(marker="y", default="")
+    comment = models.TextField(blank=True)
+
+
+@audit_app.track(audit_app.InsertEvent(), audit_app.UpdateEvent(), constrain_obj=True)
+class Note(models.Model):
+    """A constrained object reference: events are deleted with their object."""
+
+    text = models.TextField()
+
+
+@audit_app.track(masked=())
+class Credential(models.Model):
+    """Opts out of masking: the token is stored in clear on purpose."""
+
+    token = models.CharField(max_length=40)
