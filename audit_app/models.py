@@ -36,7 +36,10 @@ class Context(models.Model):
         indexes: ClassVar = [
             models.Index(KeyTextTransform("request_id", "metadata"), name="audit_ctx_request_id"),
         ]
-        triggers: ClassVar = [AppendOnly()]
+        # Rows are never rewritten. TRUNCATE stays allowed: it needs the TRUNCATE
+        # privilege, which the application role of docs/security.md lacks, and test
+        # runners flush every table with it.
+        triggers: ClassVar = [AppendOnly("audit_immutable", truncate=False)]
 
     def __str__(self) -> str:
         return f"context {self.pk}"
@@ -56,7 +59,7 @@ class Bypass(models.Model):
 
     class Meta:
         db_table = "audit_app_bypass"
-        triggers: ClassVar = [AppendOnly()]
+        triggers: ClassVar = [AppendOnly("audit_immutable", truncate=False)]
 
     def __str__(self) -> str:
         return f"{self.operation} of {self.row_count} row(s) on {self.table_name} untracked"

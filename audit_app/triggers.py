@@ -34,14 +34,14 @@ class AuditTrigger(pgtrigger.Trigger):
 
 
 class AppendOnly(AuditTrigger):
-    """Refuse UPDATE, DELETE and TRUNCATE on the table it is attached to."""
+    """Refuse UPDATE and DELETE (and TRUNCATE unless told otherwise) on a table."""
 
     when = pgtrigger.Before
-    operation = pgtrigger.Update | pgtrigger.Delete | pgtrigger.Truncate
     level = pgtrigger.Statement
 
-    def __init__(self, name: str = "audit_append_only") -> None:
-        super().__init__(name=name)
+    def __init__(self, name: str = "audit_append_only", *, truncate: bool = True) -> None:
+        operation = pgtrigger.Update | pgtrigger.Delete
+        super().__init__(name=name, operation=operation | pgtrigger.Truncate if truncate else operation)
 
     def get_func(self, model: Any) -> str:
         return sql.append_only_body(model._meta.db_table)
