@@ -45,7 +45,9 @@ def _snapshot(
     statement = (
         f"WITH written AS ({sql.snapshot_sql(spec, label=label, where_sql=tail)}"
         f" RETURNING {sql.quote(spec.pk_column)}, {sql.EVENT_ID})"
-        f" SELECT count(*), max({sql.quote(spec.pk_column)}), max({sql.EVENT_ID}) FROM written"
+        # max() is undefined for some key types (uuid): take the last key by ordering.
+        f" SELECT count(*), (SELECT {sql.quote(spec.pk_column)} FROM written ORDER BY 1 DESC"
+        f" LIMIT 1), max({sql.EVENT_ID}) FROM written"
     )
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(statement, params)

@@ -9,3 +9,4 @@ from config.settings import *  # noqa: E402, F403
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.trackapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
 DEBUG = False
+ROOT_URLCONF = "tests.urls"

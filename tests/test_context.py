@@ -1,0 +1,167 @@
+"""Context: attached to events, immutable per event, transaction-local, write-only."""
+
+import asyncio
+import math
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection, connections, transaction
+
+import audit_app
+from audit_app.models import Context
+from tests.trackapp.models import RowWidget, Widget
+
+pytestmark = pytest.mark.django_db
+
+
+def contexts(model=Widget):
+    return [e.audit_context.metadata if e.audit_context else None for e in model.audit_event_model.objects.order_by("audit_id").select_related("audit_context")]
+
+
+@pytest.mark.parametrize("model", [Widget, RowWidget])
+def test_events_inside_a_context_carry_it(model):
+    model.objects.create(name="outside")
+    with audit_app.context(user=None, reason="import", batch=42):
+        w = model.objects.create(name="inside")
+        model.objects.filter(pk=w.pk).update(size=3)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {model._meta.db_table} SET name = 'a%%b' WHERE id = %s", [w.pk])
+            cursor.execute(f"UPDATE {model._meta.db_table} SET name = '100%' WHERE size = 3")
+        w.delete()
+    expected = {"user": None, "reason": "import", "batch": 42}
+    assert contexts(model) == [None] + [expected] * 5
+    names = list(model.audit_event_model.objects.values_list("name", flat=True).order_by("audit_id"))
+    assert names[3:5] == ["a%b", "100%"]
+
+
+def test_nested_contexts_merge_for_the_inner_block_only():
+    with audit_app.context(user=None, a=1, b=1):
+        Widget.objects.create(name="outer")
+        with audit_app.context(b=2, c=3):
+            assert audit_app.current_context() == {"user": None, "a": 1, "b": 2, "c": 3}
+            Widget.objects.create(name="inner")
+        Widget.objects.create(name="outer again")
+    assert audit_app.current_context() is None
+    assert contexts() == [
+        {"user": None, "a": 1, "b": 1},
+        {"user": None, "a": 1, "b": 2, "c": 3},
+        {"user": None, "a": 1, "b": 1},
+    ]
+
+
+def test_a_later_change_of_the_context_does_not_rewrite_earlier_events():
+    with transaction.atomic(), audit_app.context(user=None, step="one"):
+        Widget.objects.create(name="a")
+        audit_app.update_context(step="two")
+        Widget.objects.create(name="b")
+    assert contexts() == [{"user": None, "step": "one"}, {"user": None, "step": "two"}]
+
+
+def test_one_context_row_per_distinct_context_per_transaction():
+    rows = Widget.objects.bulk_create([Widget(name=str(i)) for i in range(30)])
+    before = Context.objects.count()
+    with transaction.atomic(), audit_app.context(user=None, job="batch"):
+        for row in rows:
+            row.size = 1
+            row.save()
+        RowWidget.objects.bulk_create([RowWidget(name=str(i)) for i in range(30)])
+    assert Context.objects.count() - before == 1
+
+
+def test_a_statement_that_changes_nothing_writes_no_context_row():
+    Widget.objects.create(name="a")
+    with audit_app.context(user=None, job="noop"):
+        Widget.objects.filter(name="missing").update(size=1)
+        Widget.objects.update(name="a")  # matches, changes nothing
+    assert Context.objects.count() == 0
+
+
+def test_context_is_transaction_local():
+    with transaction.atomic():
+        with audit_app.context(user=None, who="first"):
+            Widget.objects.create(name="a")
+        # Same transaction, context closed: the settings must not leak.
+        Widget.objects.create(name="b")
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES ('c', 0, '{}', '')")
+    assert contexts() == [{"user": None, "who": "first"}, None, None]
+
+
+def test_reads_are_not_prefixed(sql_log):
+    with audit_app.context(user=None, who="reader"):
+        list(Widget.objects.all())
+        Widget.objects.create(name="w")
+    statements = [q["sql"] for q in sql_log.captured_queries]
+    assert [s for s in statements if "set_config" in s] == [s for s in statements if "INSERT" in s]
+    assert len([s for s in statements if "set_config" in s]) == 1
+
+
+def test_executemany_carries_the_context():
+    with audit_app.context(user=None, via="executemany"), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES (%s, 0, '{}', '')",
+            [("a",), ("b",)],
+        )
+    assert contexts() == [{"user": None, "via": "executemany"}] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decorator_and_async_context():
+    # sync_to_async runs the ORM in another thread with its own connection, outside
+    # a test transaction: hence transaction=True.
+    @audit_app.context(user=None, via="decorator")
+    def create():
+        Widget.objects.create(name="d")
+
+    create()
+
+    @audit_app.context(user=None, via="async decorator")
+    async def acreate():
+        await sync_to_async(Widget.objects.create)(name="ad")
+
+    async def with_block():
+        async with audit_app.context(user=None, via="async with"):
+            await sync_to_async(Widget.objects.create)(name="aw")
+
+    asyncio.run(acreate())
+    asyncio.run(with_block())
+    # Close the worker thread's connection so the test database can be dropped.
+    asyncio.run(sync_to_async(connections.close_all)())
+    assert [c["via"] for c in contexts()] == ["decorator", "async decorator", "async with"]
+
+
+def test_nan_is_refused_with_a_clear_error():
+    with pytest.raises(audit_app.ContextError, match=r"score is nan.*cannot store NaN"):
+        with audit_app.context(score=math.nan):
+            pass
+
+
+def test_nul_characters_are_replaced_not_dropped():
+    with audit_app.context(user=None, note="a\x00b", nested={"k\x00": ["x\x00"]}):
+        Widget.objects.create(name="n")
+    assert contexts() == [{"user": None, "note": "a\ufffdb", "nested": {"k\ufffd": ["x\ufffd"]}}]
+
+
+def test_quotes_and_backslashes_survive():
+    tricky = "it's \\ a ' quote'); DROP TABLE trackapp_widget; --"
+    with audit_app.context(user=None, tricky=tricky):
+        Widget.objects.create(name="q")
+    assert contexts()[0]["tricky"] == tricky
+
+
+def test_user_key_fills_the_indexed_user_column(django_user_model):
+    user = django_user_model.objects.create_user("carol")
+    with audit_app.context(user=user.pk, username="carol"):
+        Widget.objects.create(name="u")
+    event = Widget.audit_event_model.objects.select_related("audit_context").get()
+    assert event.audit_context.user_id == user.pk
+    with transaction.atomic(), connection.cursor() as cursor:
+        # With sequential scans priced out, only missing indexes can leave one in the plan.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT * FROM trackapp_widgetevent WHERE audit_context_id IN "
+            "(SELECT id FROM audit_app_context WHERE user_id = %s)",
+            [user.pk],
+        )
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan" not in plan
