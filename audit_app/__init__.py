@@ -70,9 +70,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from audit_app.snapshots import backfill, create_event
-    from audit_app.runtime import context, current_context, disable_tracking, update_context
     from audit_app.exceptions import AuditError, ContextError, TrackingError
+    from audit_app.runtime import context, current_context, disable_tracking, update_context
+    from audit_app.snapshots import backfill, create_event
     from audit_app.trackers import (
         AnyChange,
         Condition,

@@ -66,7 +66,9 @@ def _frame(metadata: dict[str, Any]) -> _Frame:
             clean, cls=conf.json_encoder(), allow_nan=False, separators=(",", ":"), sort_keys=True
         )
     except (TypeError, ValueError) as exc:
-        raise ContextError(f"Context metadata {sorted(clean)} cannot be stored as JSON: {exc}") from exc
+        raise ContextError(
+            f"Context metadata {sorted(clean)} cannot be stored as JSON: {exc}"
+        ) from exc
     # The encoder may have produced NaN-free text with NUL escapes from custom objects.
     payload = payload.replace("\\u0000", "\\ufffd")
     return _Frame(clean, sql_string(payload))
@@ -166,12 +168,12 @@ def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ct
     frame = _current.get()
     disabled = _disabled.get()
     in_transaction = connection.in_atomic_block
-    if frame is None and disabled is None:
-        # Settings made earlier in this transaction would still be visible: clear them.
-        if not (in_transaction and getattr(connection, "_audit_settings_dirty", False)):
-            if not in_transaction:
-                connection._audit_settings_dirty = False
-            return execute(sql_text, params, many, ctx)
+    # Settings made earlier in the same transaction stay visible until it ends, so
+    # once we set them inside a transaction, later writes there must reset them.
+    stale = in_transaction and getattr(connection, "_audit_settings_dirty", False)
+    if frame is None and disabled is None and not stale:
+        connection._audit_settings_dirty = False
+        return execute(sql_text, params, many, ctx)
     connection._audit_settings_dirty = in_transaction
     prefix = sql.set_config_sql(
         [

@@ -183,10 +183,11 @@ def append_only_body(table_label: str) -> str:
     No setting switches it off: only the table owner can, by disabling the trigger
     (what ``manage.py audit prune`` does, and records).
     """
+    message = literal(f" on {table_label} refused: audit history is append-only")
     return (
         # No "%" anywhere: migrations run this through a parameterised execute().
         "RAISE EXCEPTION USING\n"
-        f"    MESSAGE = TG_OP || {literal(' on ' + table_label + ' refused: audit history is append-only')},\n"
+        f"    MESSAGE = TG_OP || {message},\n"
         "    ERRCODE = 'insufficient_privilege',\n"
         "    HINT = 'Use manage.py audit prune to remove old events.';"
     )

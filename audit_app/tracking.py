@@ -240,7 +240,9 @@ def create_event_model(
                 "db_table": db_table,
                 "ordering": ("audit_id",),
                 "indexes": [
-                    models.Index(fields=["audit_obj", "audit_id"], name=_index_name(db_table, "obj")),
+                    models.Index(
+                        fields=["audit_obj", "audit_id"], name=_index_name(db_table, "obj")
+                    ),
                     models.Index(
                         fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
                     ),
@@ -295,4 +297,6 @@ def create_event_model(
 
 def tracked_models() -> list[type[models.Model]]:
     """Every model with an event model, in app-registry order."""
-    return [m for m in apps.get_models(include_auto_created=True) if "audit_event_model" in m.__dict__]
+    return [
+        m for m in apps.get_models(include_auto_created=True) if "audit_event_model" in m.__dict__
+    ]

@@ -41,7 +41,9 @@ class AppendOnly(AuditTrigger):
 
     def __init__(self, name: str = "audit_append_only", *, truncate: bool = True) -> None:
         operation = pgtrigger.Update | pgtrigger.Delete
-        super().__init__(name=name, operation=operation | pgtrigger.Truncate if truncate else operation)
+        super().__init__(
+            name=name, operation=operation | pgtrigger.Truncate if truncate else operation
+        )
 
     def get_func(self, model: Any) -> str:
         return sql.append_only_body(model._meta.db_table)

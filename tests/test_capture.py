@@ -52,7 +52,12 @@ class TestOrmPaths:
         pk = w.pk
         w.delete()
         last = events(model)[-1]
-        assert (last.audit_label, last.audit_obj_id, last.name, last.size) == ("delete", pk, "gone", 7)
+        assert (last.audit_label, last.audit_obj_id, last.name, last.size) == (
+            "delete",
+            pk,
+            "gone",
+            7,
+        )
 
     def test_bulk_create_records_each_row(self, model):
         model.objects.bulk_create([model(name=str(i)) for i in range(50)])
@@ -161,14 +166,11 @@ def test_orm_cascade_records_children():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("model", LEVELS)
 def test_rolled_back_transaction_records_nothing(model):
-    with pytest.raises(IntegrityError):
-        with transaction.atomic():
-            model.objects.create(name="a")
-            model.objects.update(size=3)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"INSERT INTO {model._meta.db_table} (id, name) VALUES (NULL, 'x')"
-                )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        model.objects.create(name="a")
+        model.objects.update(size=3)
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {model._meta.db_table} (id, name) VALUES (NULL, 'x')")
     assert events(model) == []
     assert model.objects.count() == 0
 

@@ -15,7 +15,12 @@ pytestmark = pytest.mark.django_db
 
 
 def contexts(model=Widget):
-    return [e.audit_context.metadata if e.audit_context else None for e in model.audit_event_model.objects.order_by("audit_id").select_related("audit_context")]
+    return [
+        e.audit_context.metadata if e.audit_context else None
+        for e in model.audit_event_model.objects.order_by("audit_id").select_related(
+            "audit_context"
+        )
+    ]
 
 
 @pytest.mark.parametrize("model", [Widget, RowWidget])
@@ -30,7 +35,9 @@ def test_events_inside_a_context_carry_it(model):
         w.delete()
     expected = {"user": None, "reason": "import", "batch": 42}
     assert contexts(model) == [None] + [expected] * 5
-    names = list(model.audit_event_model.objects.values_list("name", flat=True).order_by("audit_id"))
+    names = list(
+        model.audit_event_model.objects.values_list("name", flat=True).order_by("audit_id")
+    )
     assert names[3:5] == ["a%b", "100%"]
 
 
@@ -83,7 +90,9 @@ def test_context_is_transaction_local():
         # Same transaction, context closed: the settings must not leak.
         Widget.objects.create(name="b")
         with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES ('c', 0, '{}', '')")
+            cursor.execute(
+                "INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES ('c', 0, '{}', '')"
+            )
     assert contexts() == [{"user": None, "who": "first"}, None, None]
 
 

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.django_db
 
 def column_names(model):
     with connection.cursor() as cursor:
-        return [c.name for c in connection.introspection.get_table_description(cursor, model._meta.db_table)]
+        return [
+            c.name
+            for c in connection.introspection.get_table_description(cursor, model._meta.db_table)
+        ]
 
 
 class TestEventModel:
@@ -34,7 +37,9 @@ class TestEventModel:
         color = event_model._meta.get_field("color")
         assert (color.db_constraint, color.remote_field.related_name) == (False, "+")
         with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, event_model._meta.db_table)
+            constraints = connection.introspection.get_constraints(
+                cursor, event_model._meta.db_table
+            )
         indexed = sorted(
             tuple(c["columns"]) for c in constraints.values() if c["index"] or c["primary_key"]
         )
@@ -176,7 +181,9 @@ class TestAppendOnly:
         Invoice.objects.create()
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('pgtrigger.ignore', '{pgtrigger_audit_append_only_x}', true)")
+                cursor.execute(
+                    "SELECT set_config('pgtrigger.ignore', '{pgtrigger_audit_append_only_x}', true)"
+                )
                 cursor.execute("SET LOCAL audit.disabled = 'please'")
                 cursor.execute("DELETE FROM trackapp_invoiceevent")
 
@@ -221,18 +228,26 @@ class TestDisableTracking:
 
 class TestInheritanceAndRelations:
     def test_parent_and_child_tables_each_keep_their_history(self):
-        d = DigitalProduct.objects.create(sku="d", name="Ebook", price=3, download_url="https://x.org/a")
+        d = DigitalProduct.objects.create(
+            sku="d", name="Ebook", price=3, download_url="https://x.org/a"
+        )
         d.name = "Ebook 2"
         d.file_size_mb = 4
         d.save()
         parent_events = Product.audit_event_model.objects.filter(audit_obj_id=d.pk)
         child_events = d.audit_digitalproduct_events.all()
-        assert [(e.audit_label, e.name) for e in parent_events] == [("insert", "Ebook"), ("update", "Ebook 2")]
-        assert [(e.audit_label, e.file_size_mb) for e in child_events] == [("insert", 0), ("update", 4)]
+        assert [(e.audit_label, e.name) for e in parent_events] == [
+            ("insert", "Ebook"),
+            ("update", "Ebook 2"),
+        ]
+        assert [(e.audit_label, e.file_size_mb) for e in child_events] == [
+            ("insert", 0),
+            ("update", 4),
+        ]
         # The child's own accessor got a generated name; the parent's is inherited.
-        assert DigitalProduct.audit_event_model._meta.get_field("audit_obj").remote_field.related_name == (
-            "audit_digitalproduct_events"
-        )
+        assert DigitalProduct.audit_event_model._meta.get_field(
+            "audit_obj"
+        ).remote_field.related_name == ("audit_digitalproduct_events")
 
     def test_many_to_many_add_and_remove(self):
         p = Product.objects.create(sku="p", name="p", price=1)
@@ -240,7 +255,11 @@ class TestInheritanceAndRelations:
         p.tags.add(t1, t2)
         p.tags.remove(t1)
         rows = ProductTag.audit_event_model.objects.order_by("audit_id")
-        assert [(e.audit_label, e.tag_id) for e in rows] == [("insert", t1.pk), ("insert", t2.pk), ("delete", t1.pk)]
+        assert [(e.audit_label, e.tag_id) for e in rows] == [
+            ("insert", t1.pk),
+            ("insert", t2.pk),
+            ("delete", t1.pk),
+        ]
         assert {e.product_id for e in rows} == {p.pk}
 
     def test_constrained_object_reference_cascades(self):

@@ -75,7 +75,9 @@ class Command(BaseCommand):
                     [table],
                 )
                 row = cursor.fetchone()
-            size = f"~{max(row[0], 0)} events, {row[1] / 1048576:.1f} MiB" if row else "TABLE MISSING"
+            size = (
+                f"~{max(row[0], 0)} events, {row[1] / 1048576:.1f} MiB" if row else "TABLE MISSING"
+            )
             if not row:
                 problems.append(table)
             self.stdout.write(f"{model._meta.label} -> {event_model._meta.label} ({size})")

@@ -1,0 +1,70 @@
+"""System checks: each id fires in its situation and ids are unique."""
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from django.test import override_settings
+
+import audit_app.checks as audit_checks
+
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+OURS = "audit_app.middleware.AuditContextMiddleware"
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_clean_project_passes():
+    assert audit_checks.check_database() == []
+    assert audit_checks.check_apps_and_middleware() == []
+
+
+def test_e001_non_postgresql_default(monkeypatch):
+    fake = {"default": SimpleNamespace(vendor="mysql", settings_dict={})}
+    monkeypatch.setattr(audit_checks, "connections", fake)
+    (error,) = audit_checks.check_database()
+    assert error.id == "audit_app.E001" and "ENGINE" in error.hint
+
+
+def test_e002_pgtrigger_missing(monkeypatch):
+    monkeypatch.setattr(audit_checks.apps, "is_installed", lambda name: name != "pgtrigger")
+    assert "audit_app.E002" in ids(audit_checks.check_apps_and_middleware())
+
+
+def test_e003_server_side_binding(monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"server_side_binding": True})
+    (error,) = audit_checks.check_database()
+    assert error.id == "audit_app.E003" and "server_side_binding" in error.hint
+
+
+def test_e004_psycopg2(monkeypatch):
+    import django.db.backends.postgresql.psycopg_any as psycopg_any
+
+    monkeypatch.setattr(psycopg_any, "is_psycopg3", False)
+    assert ids(audit_checks.check_database()) == ["audit_app.E004"]
+
+
+def test_w001_middleware_missing(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != OURS]
+    assert ids(audit_checks.check_apps_and_middleware()) == ["audit_app.W001"]
+
+
+def test_w002_middleware_before_authentication(settings):
+    rest = [m for m in settings.MIDDLEWARE if m not in (OURS, AUTH)]
+    with override_settings(MIDDLEWARE=[OURS, *rest, AUTH]):
+        (warning,) = audit_checks.check_apps_and_middleware()
+    assert warning.id == "audit_app.W002" and "below" in warning.hint
+
+
+@pytest.mark.parametrize("package", ["audit_app", "audit_admin"])
+def test_check_ids_are_unique(package):
+    root = Path(__file__).resolve().parents[1] / package
+    found = re.findall(
+        r'id="([a-z_]+\.[EWI]\d{3})"', "".join(p.read_text() for p in root.rglob("*.py"))
+    )
+    assert len(found) == len(set(found))
