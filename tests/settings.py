@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("AUDIT_DB_PURPOSE", "test")
 
-from config.settings import *  # noqa: E402, F403
+from config.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.trackapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins

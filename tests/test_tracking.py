@@ -308,3 +308,30 @@ class TestBackfill:
 
         with pytest.raises(TrackingError, match="not tracked"):
             audit_app.backfill(Color)
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("django.db.models").db.models, "GeneratedField"),
+    reason="Django < 5.0 has no GeneratedField",
+)
+def test_generated_columns_are_not_copied():
+    from django.db import models
+    from django.db.models.functions import Lower
+    from django.test.utils import isolate_apps
+
+    from audit_app.tracking import tracked_fields
+
+    with isolate_apps("tests.trackapp"):
+
+        class Gen(models.Model):
+            name = models.CharField(max_length=10)
+            lower = models.GeneratedField(
+                expression=Lower("name"),
+                output_field=models.CharField(max_length=10),
+                db_persist=True,
+            )
+
+            class Meta:
+                app_label = "trackapp"
+
+        assert [f.name for f in tracked_fields(Gen, None, None)] == ["id", "name"]
