@@ -1,0 +1,87 @@
+"""Admin registration of the example shop.
+
+Plain ModelAdmins on purpose: the history features are added to them as mixins, so the
+classes here stay what any Django project would have.
+"""
+
+import django
+from django.contrib import admin
+from django.db import models
+
+from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("name", "email", "phone", "created_at")
+    search_fields = ("name", "email", "phone")
+    list_filter = ("created_at",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("created_at",)
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name",)
+    search_fields = ("name",)
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("name", "sku", "category", "price", "active")
+    list_filter = ("category", "active", "tags")
+    list_editable = ("active",)
+    search_fields = ("name", "sku", "description")
+    filter_horizontal = ("tags",)
+    fieldsets = (
+        (None, {"fields": ("sku", "name", "category", "price", "active")}),
+        ("Details", {"fields": ("description", "attributes", "tags")}),
+    )
+
+
+@admin.register(DigitalProduct)
+class DigitalProductAdmin(ProductAdmin):
+    if django.VERSION >= (5, 0):
+        # Django 5 warns until forms pick a default scheme for bare domains; use https.
+        formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ("name", "sku", "category", "price", "file_size_mb", "active")
+    fieldsets = (
+        *ProductAdmin.fieldsets,
+        ("Download", {"fields": ("download_url", "file_size_mb")}),
+    )
+
+
+class OrderItemInline(admin.TabularInline):
+    model = OrderItem
+    extra = 0
+    autocomplete_fields = ("product",)
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "customer", "status", "total", "placed_at")
+    list_filter = ("status", "placed_at")
+    list_select_related = ("customer",)
+    search_fields = ("customer__name", "customer__email", "notes")
+    date_hierarchy = "placed_at"
+    autocomplete_fields = ("customer",)
+    readonly_fields = ("placed_at",)
+    inlines = (OrderItemInline,)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find an order by its number ("42" or "#42")."""
+        base = queryset
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        number = search_term.strip().removeprefix("#")
+        if number.isascii() and number.isdigit() and len(number) < 19:
+            queryset |= base.filter(pk=int(number))
+        return queryset, may_have_duplicates
+
+
+@admin.register(OrderItem)
+class OrderItemAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "order", "product", "quantity")
+    list_select_related = ("order", "product")
+    list_filter = ("product__category",)
+    search_fields = ("product__name", "product__sku", "order__customer__name")
+    autocomplete_fields = ("order", "product")
