@@ -8,7 +8,7 @@ from config.embedded_db import database_settings
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Demo only: a fixed key is fine for a local example project, never for production.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-secret")  # noqa: S105
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 
