@@ -23,6 +23,8 @@ __all__ = [
     "Row",
     "Statement",
     "TrackingError",
+    "RevertError",
+    "revert",
     "UpdateEvent",
     "backfill",
     "context",
@@ -47,6 +49,8 @@ _LOCATIONS = {
     "AuditError": "audit_app.exceptions",
     "ContextError": "audit_app.exceptions",
     "TrackingError": "audit_app.exceptions",
+    "RevertError": "audit_app.exceptions",
+    "revert": "audit_app.reverting",
     "backfill": "audit_app.snapshots",
     "create_event": "audit_app.snapshots",
     "context": "audit_app.runtime",
@@ -70,7 +74,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from audit_app.exceptions import AuditError, ContextError, TrackingError
+    from audit_app.exceptions import AuditError, ContextError, RevertError, TrackingError
+    from audit_app.reverting import revert
     from audit_app.runtime import context, current_context, disable_tracking, update_context
     from audit_app.snapshots import backfill, create_event
     from audit_app.trackers import (

@@ -9,6 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 
+from audit_app.query import AGGREGATE_TABLE, AuditEventQuerySet
 from audit_app.triggers import AppendOnly
 
 
@@ -91,3 +92,89 @@ class BaseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.audit_label} of {self.audit_tracked_model._meta.label} {self.audit_obj_id}"
+
+
+class AuditEvent(models.Model):
+    """One stream over every event table; read-only.
+
+    ``data`` holds the tracked values keyed by field name, ``diff`` maps each field that
+    changed since the object's previous event to ``[old, new]`` (None for its first
+    event). Masked fields show ``audit_app.query.MASKED`` instead of values.
+    """
+
+    id = models.TextField(primary_key=True)
+    event_model = models.TextField()
+    event_id = models.BigIntegerField()
+    obj_model = models.TextField()
+    obj_id = models.TextField()
+    label = models.TextField()
+    created_at = models.DateTimeField()
+    context = models.ForeignKey(
+        Context, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    data = models.JSONField()
+    # Change markers of masked fields, for diffs only: never values, never displayed.
+    masked_markers = models.JSONField(null=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    # Filled for a page of events by audit_app.diff.attach_diffs.
+    diff: dict[str, list[Any]] | None = None
+
+    class Meta:
+        managed = False
+        db_table = AGGREGATE_TABLE
+        ordering = ("-created_at", "-event_id")
+        default_permissions = ("view",)
+        permissions = (
+            ("revert_auditevent", "Can revert objects to an earlier version"),
+            ("export_auditevent", "Can export audit events"),
+        )
+        verbose_name = "audit event"
+
+    def __str__(self) -> str:
+        return f"{self.label} of {self.obj_model} {self.obj_id}"
+
+    @property
+    def raw_data(self) -> dict[str, Any]:
+        """``data`` with masked fields as change markers, to compare versions."""
+        return {**self.data, **(self.masked_markers or {})}
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.context.metadata if self.context_id and self.context else {}
+
+    @property
+    def user(self) -> Any:
+        """The acting user, when it still exists."""
+        return self.context.user if self.context_id and self.context else None
+
+    @property
+    def username(self) -> str | None:
+        """The acting user's name when the event was written (kept after deletion)."""
+        return self.metadata.get("username")
+
+    @property
+    def action(self) -> str:
+        """What happened: created, changed, deleted, reverted, restored, snapshot or a label."""
+        from audit_app.diff import action_of
+
+        return action_of(self.label, self.metadata)
+
+    @property
+    def tracked_model(self) -> type[models.Model]:
+        from django.apps import apps
+
+        return apps.get_model(self.obj_model)
+
+    @property
+    def source_event_model(self) -> type[models.Model]:
+        from django.apps import apps
+
+        return apps.get_model(self.event_model)
+
+    def revert(self, *, fields: Any = None, user: Any = None, reason: str = "", expected_event_id: Any = None) -> models.Model:
+        """Restore the object to this version; see ``audit_app.revert``."""
+        from audit_app.reverting import revert
+
+        return revert(self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id)

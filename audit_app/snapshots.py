@@ -8,16 +8,7 @@ from django.db import connections, models, transaction
 
 from audit_app import sql
 from audit_app.exceptions import TrackingError
-from audit_app.tracking import _LABEL_RE
-
-
-def event_model_of(model: type[models.Model]) -> type[models.Model]:
-    event_model = model.__dict__.get("audit_event_model")
-    if event_model is None:
-        raise TrackingError(
-            f"{model._meta.label} is not tracked; decorate it with @audit_app.track()."
-        )
-    return event_model
+from audit_app.tracking import _LABEL_RE, event_model_of
 
 
 def _snapshot(

@@ -91,7 +91,9 @@ def insert_into(spec: EventSpec) -> str:
 
 
 def select_list(spec: EventSpec, row: str, label: str, context_sql: str) -> str:
-    values = ["now()", literal(label), context_sql]
+    # clock_timestamp(), not now(): events of one transaction get increasing times, so a
+    # timeline across tables shows them in the order they were written.
+    values = ["clock_timestamp()", literal(label), context_sql]
     values += [value_sql(spec, row, column) for column in spec.columns]
     return ", ".join(values)
 

@@ -270,6 +270,8 @@ def create_event_model(
     event_model.audit_spec = spec
     event_model.audit_trackers = tuple(trackers)
     event_model.audit_masked = frozenset(masked_names)
+    # (field name, column) of each copied field of the tracked model, primary key first.
+    event_model.audit_fields = tuple((f.name, f.column) for f in copied)
     model.audit_event_model = event_model
 
     from audit_app.triggers import AppendOnly, CaptureTrigger
@@ -300,3 +302,20 @@ def tracked_models() -> list[type[models.Model]]:
     return [
         m for m in apps.get_models(include_auto_created=True) if "audit_event_model" in m.__dict__
     ]
+
+
+def event_models() -> list[type[models.Model]]:
+    """Every generated event model, in app-registry order."""
+    return [m.audit_event_model for m in tracked_models()]
+
+
+def event_model_of(model: type[models.Model]) -> type[models.Model]:
+    """The event model of a tracked model, or TrackingError with the fix."""
+    from audit_app.exceptions import TrackingError
+
+    event_model = model.__dict__.get("audit_event_model")
+    if event_model is None:
+        raise TrackingError(
+            f"{model._meta.label} is not tracked; decorate it with @audit_app.track()."
+        )
+    return event_model

@@ -1,0 +1,319 @@
+"""The diff engine: what changed between two versions, as structured data.
+
+Pure of HTTP: the admin renders these structures, exports and users' code read them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import connections, models
+from django.utils import formats, timezone
+
+from audit_app import sql
+from audit_app.query import MASKED, data_sql, load_json
+
+ACTIONS = {"insert": "created", "update": "changed", "delete": "deleted", "snapshot": "snapshot"}
+# Text longer than this (or any TextField) is diffed word by word.
+LONG_TEXT = 80
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+def action_of(label: str, metadata: dict[str, Any]) -> str:
+    """The action an event stands for; reverts and restores are told by their context."""
+    special = metadata.get("audit_action") if metadata else None
+    if special in ("reverted", "restored") and label in ("insert", "update"):
+        return special
+    return ACTIONS.get(label, label)
+
+
+# --- raw diffs for a page of AuditEvents -------------------------------------------------
+
+
+def previous_data(
+    event_model: type[models.Model], event_ids: Sequence[int], using: str = "default"
+) -> dict[int, dict[str, Any] | None]:
+    """For each event id, the data of the same object's previous event (any label)."""
+    spec = event_model.audit_spec
+    pk = sql.quote(spec.pk_column)
+    table = sql.quote(spec.event_table)
+    statement = (
+        f"SELECT cur.audit_id, (SELECT {data_sql(event_model, 'e', markers=True)} FROM {table} AS e "
+        f"WHERE e.{pk} = cur.{pk} AND e.audit_id < cur.audit_id "
+        f"ORDER BY e.audit_id DESC LIMIT 1) FROM {table} AS cur WHERE cur.audit_id = ANY(%s)"
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(statement, [list(event_ids)])
+        return {event_id: load_json(data) for event_id, data in cursor.fetchall()}
+
+
+def raw_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, list[Any]] | None:
+    if old is None:
+        return None
+    keys = [k for k in new if k in old] + [k for k in old if k not in new]
+    return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
+
+
+def _masked_names(event: Any) -> frozenset[str]:
+    return getattr(apps.get_model(event.event_model), "audit_masked", frozenset())
+
+
+def attach_diffs(events: Sequence[Any], using: str = "default") -> None:
+    """Set ``diff`` on a page of AuditEvents: one query per event table on the page."""
+    by_model: dict[str, list[Any]] = defaultdict(list)
+    for event in events:
+        by_model[event.event_model].append(event)
+    for label, group in by_model.items():
+        event_model = apps.get_model(label)
+        previous = previous_data(event_model, [e.event_id for e in group], using)
+        masked = event_model.audit_masked
+        for event in group:
+            diff = raw_diff(previous.get(event.event_id), event.raw_data)
+            if diff is not None:
+                diff = {k: ([MASKED, MASKED] if k in masked else v) for k, v in diff.items()}
+            event.diff = diff
+
+
+# --- structured changes -------------------------------------------------------------------
+
+
+@dataclass
+class Related:
+    """A foreign-key value: the related object's label, and whether it still exists."""
+
+    model: type[models.Model]
+    pk: Any
+    label: str = ""
+    exists: bool = False
+
+
+@dataclass
+class JsonChange:
+    path: str
+    op: str  # added, removed, changed
+    old: Any = None
+    new: Any = None
+
+
+@dataclass
+class FieldChange:
+    """One field's change, ready to render."""
+
+    name: str
+    verbose_name: str
+    kind: str  # text, longtext, choice, fk, json, decimal, datetime, date, bool, masked, removed, value
+    old: Any
+    new: Any
+    old_display: str = ""
+    new_display: str = ""
+    related_old: Related | None = None
+    related_new: Related | None = None
+    json_changes: list[JsonChange] = field(default_factory=list)
+    text_ops: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def masked(self) -> bool:
+        return self.kind == "masked"
+
+
+def _kind(model_field: models.Field | None, old: Any, new: Any) -> str:
+    if model_field is None:
+        return "removed"
+    if model_field.is_relation:
+        return "fk"
+    if model_field.flatchoices:
+        return "choice"
+    if isinstance(model_field, models.JSONField):
+        return "json"
+    if isinstance(model_field, models.BooleanField):
+        return "bool"
+    if isinstance(model_field, models.DecimalField):
+        return "decimal"
+    if isinstance(model_field, models.DateTimeField):
+        return "datetime"
+    if isinstance(model_field, models.DateField):
+        return "date"
+    if isinstance(model_field, models.TextField) or any(
+        isinstance(v, str) and len(v) > LONG_TEXT for v in (old, new)
+    ):
+        return "longtext"
+    if isinstance(model_field, (models.CharField, models.TextField)):
+        return "text"
+    return "value"
+
+
+def to_python(model_field: models.Field | None, value: Any) -> Any:
+    """Turn a JSON image of a column back into the field's Python value, where possible."""
+    if model_field is None or value is None:
+        return value
+    target = model_field.target_field if model_field.is_relation else model_field
+    try:
+        return target.to_python(value)
+    except (ValidationError, TypeError, ValueError):
+        return value
+
+
+def display(model_field: models.Field | None, kind: str, value: Any) -> str:
+    """A human string for one value, localised, datetimes in the active timezone."""
+    if value is None:
+        return "—"
+    if kind == "choice":
+        return str(dict(model_field.flatchoices).get(value, value))
+    if kind == "bool":
+        return "Yes" if value else "No"
+    if kind == "datetime" and hasattr(value, "tzinfo"):
+        aware = value if timezone.is_aware(value) else timezone.make_aware(value)
+        return formats.localize(timezone.localtime(aware))
+    if kind in ("decimal", "date", "value"):
+        return str(formats.localize(value))
+    return str(value)
+
+
+def json_changes(old: Any, new: Any, path: str = "") -> list[JsonChange]:
+    """Added, removed and changed keys and positions between two JSON values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                changes.append(JsonChange(sub, "removed", old[key], None))
+            elif key not in old:
+                changes.append(JsonChange(sub, "added", None, new[key]))
+            else:
+                changes.extend(json_changes(old[key], new[key], sub))
+        return changes
+    if isinstance(old, list) and isinstance(new, list):
+        changes = []
+        for index in range(max(len(old), len(new))):
+            sub = f"{path}[{index}]"
+            if index >= len(new):
+                changes.append(JsonChange(sub, "removed", old[index], None))
+            elif index >= len(old):
+                changes.append(JsonChange(sub, "added", None, new[index]))
+            else:
+                changes.extend(json_changes(old[index], new[index], sub))
+        return changes
+    if old != new:
+        return [JsonChange(path or "$", "changed", old, new)]
+    return []
+
+
+def text_ops(old: str, new: str) -> list[tuple[str, str, str]]:
+    """Word-level opcodes: (equal|replace|delete|insert, old text, new text)."""
+    a, b = _WORDS.findall(old or ""), _WORDS.findall(new or "")
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return [
+        (tag, "".join(a[i1:i2]), "".join(b[j1:j2])) for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+    ]
+
+
+def field_changes(
+    tracked_model: type[models.Model],
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    *,
+    masked: Iterable[str] = (),
+    only_changed: bool = True,
+) -> list[FieldChange]:
+    """Structured changes from ``old`` to ``new`` data (either may be None)."""
+    old, new = old or {}, new or {}
+    masked = set(masked)
+    opts = tracked_model._meta.concrete_model._meta
+    changes = []
+    for name in [*new, *(k for k in old if k not in new)]:
+        try:
+            model_field: models.Field | None = opts.get_field(name)
+        except FieldDoesNotExist:
+            model_field = None
+        verbose = str(model_field.verbose_name) if model_field is not None else name
+        if name in masked:
+            # Markers are compared, never shown.
+            if not only_changed or old.get(name) != new.get(name):
+                changes.append(FieldChange(name, verbose, "masked", None, None, "changed", "changed"))
+            continue
+        before, after = to_python(model_field, old.get(name)), to_python(model_field, new.get(name))
+        if only_changed and before == after:
+            continue
+        kind = _kind(model_field, before, after)
+        change = FieldChange(
+            name,
+            verbose,
+            kind,
+            before,
+            after,
+            display(model_field, kind, before),
+            display(model_field, kind, after),
+        )
+        if kind == "fk":
+            related = model_field.related_model
+            change.related_old = Related(related, before) if before is not None else None
+            change.related_new = Related(related, after) if after is not None else None
+        elif kind == "json":
+            change.json_changes = json_changes(before, after)
+        elif kind == "longtext":
+            change.text_ops = text_ops(before or "", after or "")
+        changes.append(change)
+    return changes
+
+
+def resolve_related(changes: Iterable[FieldChange], using: str = "default") -> None:
+    """Fill labels of FK values, one query per related model for all ``changes``."""
+    refs: dict[type[models.Model], list[Related]] = defaultdict(list)
+    for change in changes:
+        for ref in (change.related_old, change.related_new):
+            if ref is not None:
+                refs[ref.model].append(ref)
+    for model, group in refs.items():
+        found = model._default_manager.using(using).in_bulk({r.pk for r in group})
+        for ref in group:
+            obj = found.get(ref.pk)
+            ref.exists = obj is not None
+            ref.label = str(obj) if obj is not None else f"{model._meta.verbose_name} {ref.pk} (deleted)"
+
+
+def event_changes(event: Any, *, only_changed: bool = True) -> list[FieldChange]:
+    """Structured changes of one AuditEvent against the object's previous event."""
+    tracked = apps.get_model(event.obj_model)
+    masked = _masked_names(event)
+    if event.diff is None:
+        # First event of the object: everything it recorded is new.
+        return field_changes(tracked, None, event.data, masked=masked, only_changed=only_changed)
+    old = {k: v[0] for k, v in event.diff.items()}
+    new = {k: v[1] for k, v in event.diff.items()}
+    for name in masked & set(event.diff):
+        # The diff lists a masked field only when its marker changed; values are hidden.
+        old[name], new[name] = 0, 1
+    return field_changes(tracked, old, new, masked=masked)
+
+
+def compare(
+    tracked_model: type[models.Model],
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    *,
+    masked: Iterable[str] = (),
+) -> list[FieldChange]:
+    """Changes between any two versions (data dicts) of one object."""
+    return field_changes(tracked_model, old, new, masked=masked)
+
+
+def current_data(obj: models.Model, event_model: type[models.Model]) -> dict[str, Any] | None:
+    """The live row of ``obj`` in the same image its events use (None if it is gone)."""
+    spec = event_model.audit_spec
+    statement = (
+        f"SELECT {data_sql(event_model, 'e', live=True, markers=True)} "
+        f"FROM {sql.quote(spec.table)} AS e "
+        f"WHERE e.{sql.quote(spec.pk_column)} = %s"
+    )
+    pk = obj._meta.concrete_model._meta.pk.get_db_prep_value(obj.pk, connections["default"])
+    with connections[obj._state.db or "default"].cursor() as cursor:
+        cursor.execute(statement, [pk])
+        row = cursor.fetchone()
+    return load_json(row[0]) if row else None

@@ -1,0 +1,273 @@
+"""The aggregated event stream: one query over every event table.
+
+``AuditEvent`` reads from ``audit_app_auditevent``, which is not a table: the compiler
+defines it as a CTE, a ``UNION ALL`` of one branch per event table. PostgreSQL inlines
+the CTE and pushes the outer ``WHERE`` and ``ORDER BY ... LIMIT`` into every branch,
+so a page of newest events is a merge of per-table index scans, and a filter on the
+model or label prunes whole branches. Filters that need a typed comparison to use an
+index (the object's key, foreign keys) are written into the branches directly by
+``tracks()`` and ``references()``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.apps import apps
+from django.db import connections, models
+from django.db.models.sql import Query
+
+from audit_app import sql
+from audit_app.tracking import event_model_of, event_models
+
+AGGREGATE_TABLE = "audit_app_auditevent"
+# Masked values are never shown: events carry this instead (their markers stay in SQL).
+MASKED = "••••••"
+_JSONB_MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
+
+Filter = tuple[str, tuple[Any, ...]]
+
+
+def load_json(value: Any) -> Any:
+    """Decode jsonb read through a raw cursor (Django's backend hands it over as text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _tracked_field(event_model: type[models.Model], name: str) -> models.Field:
+    return event_model.audit_tracked_model._meta.concrete_model._meta.get_field(name)
+
+
+def data_sql(
+    event_model: type[models.Model], alias: str = "e", *, live: bool = False, markers: bool = False
+) -> str:
+    """A jsonb object of the tracked values of an event row, keyed by field name.
+
+    Masked fields read as ``MASKED`` unless ``markers`` asks for their change markers
+    (for diffs, never for display). With ``live=True`` the alias is a row of the tracked
+    table itself, read into the same image.
+    """
+    spec = event_model.audit_spec
+    pairs = []
+    for name, column in event_model.audit_fields:
+        value = f"{alias}.{sql.quote(column)}"
+        if column in spec.masked:
+            marker = sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}") if live else value
+            value = marker if markers else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
+        elif isinstance(_tracked_field(event_model, name), models.DecimalField):
+            value += "::text"  # jsonb numbers would come back as floats
+        pairs.append(f"{sql.literal(name)}, {value}")
+    return _jsonb_object(pairs)
+
+
+def markers_sql(event_model: type[models.Model], alias: str = "e") -> str:
+    """A jsonb object of the change markers of masked fields (NULL when none)."""
+    spec = event_model.audit_spec
+    pairs = [
+        f"{sql.literal(name)}, {alias}.{sql.quote(column)}"
+        for name, column in event_model.audit_fields
+        if column in spec.masked
+    ]
+    return _jsonb_object(pairs) if pairs else "NULL::jsonb"
+
+
+def _jsonb_object(pairs: list[str]) -> str:
+    chunks = [pairs[i : i + _JSONB_MAX_PAIRS] for i in range(0, len(pairs), _JSONB_MAX_PAIRS)]
+    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
+
+
+def branch_sql(event_model: type[models.Model], filters: Sequence[Filter] = ()) -> Filter:
+    """One UNION ALL branch: an event table in the shape of AuditEvent."""
+    spec = event_model.audit_spec
+    label = event_model._meta.label
+    tracked = event_model.audit_tracked_model._meta.label
+    where = " AND ".join(f"({f})" for f, _ in filters) or "TRUE"
+    params = tuple(p for _, ps in filters for p in ps)
+    return (
+        f"SELECT {sql.literal(event_model._meta.label_lower + ':')} || e.audit_id AS id, "
+        f"{sql.literal(label)}::text AS event_model, e.audit_id AS event_id, "
+        f"{sql.literal(tracked)}::text AS obj_model, "
+        f"e.{sql.quote(spec.pk_column)}::text AS obj_id, e.audit_label::text AS label, "
+        f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
+        f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers "
+        f"FROM {sql.quote(spec.event_table)} AS e WHERE {where}",
+        params,
+    )
+
+
+_EMPTY_BRANCH = (
+    "SELECT NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
+    "NULL::text AS obj_model, NULL::text AS obj_id, NULL::text AS label, "
+    "NULL::timestamptz AS created_at, NULL::bigint AS context_id, NULL::jsonb AS data, "
+    "NULL::jsonb AS masked_markers WHERE FALSE"
+)
+
+
+def union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter:
+    """The UNION ALL of the branches in ``scope`` (None: every event table)."""
+    if scope is None:
+        chosen = [(m, ()) for m in event_models()]
+    else:
+        chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
+    parts, params = [], []
+    for event_model, filters in chosen:
+        branch, branch_params = branch_sql(event_model, filters)
+        parts.append(branch)
+        params.extend(branch_params)
+    return (" UNION ALL ".join(parts) or _EMPTY_BRANCH), tuple(params)
+
+
+class AuditEventQuery(Query):
+    """A Query whose table is the union of the event tables in ``audit_scope``."""
+
+    audit_scope: dict[str, tuple[Filter, ...]] | None = None
+
+    def get_compiler(self, using: str | None = None, connection: Any = None, elide_empty: bool = True):
+        compiler = super().get_compiler(using, connection, elide_empty)
+        compiler.__class__ = _compiler_class(type(compiler))
+        return compiler
+
+
+_compilers: dict[type, type] = {}
+
+
+def _compiler_class(base: type) -> type:
+    if base not in _compilers:
+
+        def as_sql(self: Any, *args: Any, **kwargs: Any) -> tuple[str, tuple]:
+            query_sql, params = base.as_sql(self, *args, **kwargs)
+            union, union_params = union_sql(self.query.audit_scope)
+            return (
+                f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union}) {query_sql}",
+                (*union_params, *params),
+            )
+
+        _compilers[base] = type(f"AuditEvent{base.__name__}", (base,), {"as_sql": as_sql})
+    return _compilers[base]
+
+
+def _event_model_labels(items: Iterable[Any]) -> set[str]:
+    labels = set()
+    for item in items:
+        model = apps.get_model(item) if isinstance(item, str) else item
+        if not hasattr(model, "audit_spec"):
+            model = event_model_of(model)
+        labels.add(model._meta.label_lower)
+    return labels
+
+
+def _objects_by_model(objs: Sequence[Any]) -> tuple[type[models.Model], list[Any]]:
+    if len(objs) == 1 and isinstance(objs[0], models.QuerySet):
+        queryset = objs[0]
+        return queryset.model, list(queryset.values_list("pk", flat=True))
+    if not objs:
+        raise TypeError("Pass at least one object.")
+    model = type(objs[0])
+    if any(type(o) is not model for o in objs):
+        raise TypeError("All objects must be instances of one model.")
+    return model, [o.pk for o in objs]
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Queries over every event table, with filters pushed into each table's branch."""
+
+    def __init__(self, model: Any = None, query: Any = None, using: Any = None, hints: Any = None):
+        super().__init__(model, query or AuditEventQuery(model), using, hints)
+        self._audit_diffs = True
+
+    def _clone(self) -> AuditEventQuerySet:
+        clone = super()._clone()
+        clone._audit_diffs = self._audit_diffs
+        return clone
+
+    def _narrow(self, filters: dict[str, tuple[Filter, ...]]) -> AuditEventQuerySet:
+        """Keep only branches in ``filters``, adding their filters to any already there."""
+        clone = self._chain()
+        current = clone.query.audit_scope
+        if current is None:
+            current = {m._meta.label_lower: () for m in event_models()}
+        clone.query.audit_scope = {
+            label: (*current[label], *extra) for label, extra in filters.items() if label in current
+        }
+        return clone
+
+    def across(self, *models_or_labels: Any) -> AuditEventQuerySet:
+        """Only events of these tracked models (or event models, or "app.Model" labels)."""
+        return self._narrow({label: () for label in _event_model_labels(models_or_labels)})
+
+    def tracks(self, *objs: Any) -> AuditEventQuerySet:
+        """Events of these objects (instances of one model, or one queryset).
+
+        A concrete-inheritance child's history includes its parents' tables.
+        """
+        model, pks = _objects_by_model(objs)
+        concrete = model._meta.concrete_model
+        # Every event table of the object's rows: its own table, its concrete parents'
+        # tables, and tables tracked through proxies of any of them.
+        tables = {concrete, *concrete._meta.get_parent_list()}
+        filters: dict[str, tuple[Filter, ...]] = {}
+        for event_model in event_models():
+            tracked = event_model.audit_tracked_model._meta.concrete_model
+            if tracked not in tables:
+                continue
+            pk_field = tracked._meta.pk
+            values = [pk_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
+            column = sql.quote(event_model.audit_spec.pk_column)
+            filters[event_model._meta.label_lower] = ((f"e.{column} = ANY(%s)", (values,)),)
+        return self._narrow(filters)
+
+    def references(self, *objs: Any) -> AuditEventQuerySet:
+        """Events of rows whose foreign keys point at these objects."""
+        model, pks = _objects_by_model(objs)
+        targets = {model._meta.concrete_model, *model._meta.concrete_model._meta.get_parent_list()}
+        filters: dict[str, tuple[Filter, ...]] = {}
+        for event_model in event_models():
+            columns = []
+            for name, column in event_model.audit_fields:
+                field = _tracked_field(event_model, name)
+                if field.is_relation and field.related_model._meta.concrete_model in targets:
+                    columns.append((field, column))
+            if not columns:
+                continue
+            clauses, params = [], []
+            for field, column in columns:
+                target = field.target_field
+                clauses.append(f"e.{sql.quote(column)} = ANY(%s)")
+                params.append([target.get_db_prep_value(pk, connections["default"]) for pk in pks])
+            filters[event_model._meta.label_lower] = ((" OR ".join(clauses), tuple(params)),)
+        return self._narrow(filters)
+
+    def by_user(self, user: Any) -> AuditEventQuerySet:
+        """Events written in a context of this user (or user primary key)."""
+        return self.filter(context__user_id=getattr(user, "pk", user))
+
+    def without_diffs(self) -> AuditEventQuerySet:
+        """Skip the previous-version lookup when the page does not show diffs."""
+        clone = self._chain()
+        clone._audit_diffs = False
+        return clone
+
+    def estimated_count(self) -> int:
+        """The planner's estimate of how many events match; no COUNT(*) is run."""
+        queryset = self.order_by()
+        queryset.query.clear_limits()
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        query_sql, params = compiler.as_sql()
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {query_sql}", params)
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def _fetch_all(self) -> None:
+        fresh = self._result_cache is None
+        super()._fetch_all()
+        if fresh and self._audit_diffs and self._result_cache and not self._iterable_class_is_values():
+            from audit_app.diff import attach_diffs
+
+            attach_diffs(self._result_cache, using=self.db)
+
+    def _iterable_class_is_values(self) -> bool:
+        return self._iterable_class is not models.query.ModelIterable
