@@ -1,8 +1,10 @@
 """Browser fixtures: one headless Chromium per session, a fresh page per test.
 
-Playwright's sync API runs an asyncio event loop in the test thread, which makes
-Django refuse synchronous ORM calls there; the tests and the live server thread only
-ever use the ORM synchronously, so that guard is switched off for this suite.
+While Playwright's sync API is active, its asyncio event loop counts as running in the
+test thread. Django then refuses synchronous ORM calls there, and ``asyncio.run()``
+fails in any test that runs meanwhile. So the browser tests run last, and Django's
+guard is switched off only while the browser is up: the tests and the live server
+use the ORM synchronously only.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 SYSTEM_CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -29,8 +29,25 @@ LAUNCH_ARGS = [
 TIMEOUT_MS = 15_000
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the browser tests to the end of the run (see the module docstring)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def async_unsafe_allowed() -> Iterator[None]:
+    """Let Django run sync ORM calls while Playwright's event loop is in this thread."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="session")
+def browser(async_unsafe_allowed) -> Iterator[Browser]:
     """Launch headless Chromium: Debian's /usr/bin/chromium if present, else Playwright's."""
     options: dict = {"headless": True, "args": LAUNCH_ARGS}
     if SYSTEM_CHROMIUM.exists():
