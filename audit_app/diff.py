@@ -18,7 +18,7 @@ from django.db import connections, models
 from django.utils import formats, timezone
 
 from audit_app import sql
-from audit_app.query import MASKED, data_sql, load_json
+from audit_app.query import MASKED, data_sql, load_json, previous_sql
 
 ACTIONS = {"insert": "created", "update": "changed", "delete": "deleted", "snapshot": "snapshot"}
 # Text longer than this (or any TextField) is diffed word by word.
@@ -41,13 +41,10 @@ def previous_data(
     event_model: type[models.Model], event_ids: Sequence[int], using: str = "default"
 ) -> dict[int, dict[str, Any] | None]:
     """For each event id, the data of the same object's previous event (any label)."""
-    spec = event_model.audit_spec
-    pk = sql.quote(spec.pk_column)
-    table = sql.quote(spec.event_table)
+    table = sql.quote(event_model.audit_spec.event_table)
     statement = (
-        f"SELECT cur.audit_id, (SELECT {data_sql(event_model, 'e', markers=True)} FROM {table} AS e "
-        f"WHERE e.{pk} = cur.{pk} AND e.audit_id < cur.audit_id "
-        f"ORDER BY e.audit_id DESC LIMIT 1) FROM {table} AS cur WHERE cur.audit_id = ANY(%s)"
+        f"SELECT cur.audit_id, {previous_sql(event_model, 'cur')} "
+        f"FROM {table} AS cur WHERE cur.audit_id = ANY(%s)"
     )
     with connections[using].cursor() as cursor:
         cursor.execute(statement, [list(event_ids)])
@@ -108,7 +105,8 @@ class FieldChange:
 
     name: str
     verbose_name: str
-    kind: str  # text, longtext, choice, fk, json, decimal, datetime, date, bool, masked, removed, value
+    # text, longtext, choice, fk, json, decimal, datetime, date, bool, masked, removed, value
+    kind: str
     old: Any
     new: Any
     old_display: str = ""
@@ -236,7 +234,9 @@ def field_changes(
         if name in masked:
             # Markers are compared, never shown.
             if not only_changed or old.get(name) != new.get(name):
-                changes.append(FieldChange(name, verbose, "masked", None, None, "changed", "changed"))
+                changes.append(
+                    FieldChange(name, verbose, "masked", None, None, "changed", "changed")
+                )
             continue
         before, after = to_python(model_field, old.get(name)), to_python(model_field, new.get(name))
         if only_changed and before == after:
@@ -275,7 +275,9 @@ def resolve_related(changes: Iterable[FieldChange], using: str = "default") -> N
         for ref in group:
             obj = found.get(ref.pk)
             ref.exists = obj is not None
-            ref.label = str(obj) if obj is not None else f"{model._meta.verbose_name} {ref.pk} (deleted)"
+            ref.label = (
+                str(obj) if obj is not None else f"{model._meta.verbose_name} {ref.pk} (deleted)"
+            )
 
 
 def event_changes(event: Any, *, only_changed: bool = True) -> list[FieldChange]:

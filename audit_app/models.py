@@ -173,8 +173,17 @@ class AuditEvent(models.Model):
 
         return apps.get_model(self.event_model)
 
-    def revert(self, *, fields: Any = None, user: Any = None, reason: str = "", expected_event_id: Any = None) -> models.Model:
+    def revert(
+        self,
+        *,
+        fields: Any = None,
+        user: Any = None,
+        reason: str = "",
+        expected_event_id: Any = None,
+    ) -> models.Model:
         """Restore the object to this version; see ``audit_app.revert``."""
         from audit_app.reverting import revert
 
-        return revert(self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id)
+        return revert(
+            self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id
+        )

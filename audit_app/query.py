@@ -53,8 +53,16 @@ def data_sql(
     for name, column in event_model.audit_fields:
         value = f"{alias}.{sql.quote(column)}"
         if column in spec.masked:
-            marker = sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}") if live else value
-            value = marker if markers else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
+            marker = (
+                sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}")
+                if live
+                else value
+            )
+            value = (
+                marker
+                if markers
+                else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
+            )
         elif isinstance(_tracked_field(event_model, name), models.DecimalField):
             value += "::text"  # jsonb numbers would come back as floats
         pairs.append(f"{sql.literal(name)}, {value}")
@@ -77,8 +85,26 @@ def _jsonb_object(pairs: list[str]) -> str:
     return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
 
 
-def branch_sql(event_model: type[models.Model], filters: Sequence[Filter] = ()) -> Filter:
-    """One UNION ALL branch: an event table in the shape of AuditEvent."""
+def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
+    """Scalar subquery: the data (with markers) of the same object's previous event."""
+    spec = event_model.audit_spec
+    pk = sql.quote(spec.pk_column)
+    data = data_sql(event_model, "p", markers=True)
+    return (
+        f"(SELECT {data} FROM {sql.quote(spec.event_table)} AS p "
+        f"WHERE p.{pk} = {alias}.{pk} AND p.audit_id < {alias}.audit_id "
+        "ORDER BY p.audit_id DESC LIMIT 1)"
+    )
+
+
+def branch_sql(
+    event_model: type[models.Model], filters: Sequence[Filter] = (), *, previous: bool = False
+) -> Filter:
+    """One UNION ALL branch: an event table in the shape of AuditEvent.
+
+    ``previous`` adds a ``prev_data`` column. It is left out otherwise because a branch
+    computes its columns for every row it emits, before filters applied above it.
+    """
     spec = event_model.audit_spec
     label = event_model._meta.label
     tracked = event_model.audit_tracked_model._meta.label
@@ -90,40 +116,46 @@ def branch_sql(event_model: type[models.Model], filters: Sequence[Filter] = ()) 
         f"{sql.literal(tracked)}::text AS obj_model, "
         f"e.{sql.quote(spec.pk_column)}::text AS obj_id, e.audit_label::text AS label, "
         f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
-        f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers "
-        f"FROM {sql.quote(spec.event_table)} AS e WHERE {where}",
+        f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
+        + (f", {previous_sql(event_model)} AS prev_data" if previous else "")
+        + f" FROM {sql.quote(spec.event_table)} AS e WHERE {where}",
         params,
     )
 
 
-_EMPTY_BRANCH = (
-    "SELECT NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
+# Keeps the SQL valid when no event table is in scope.
+_EMPTY_COLUMNS = (
+    "NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
     "NULL::text AS obj_model, NULL::text AS obj_id, NULL::text AS label, "
     "NULL::timestamptz AS created_at, NULL::bigint AS context_id, NULL::jsonb AS data, "
-    "NULL::jsonb AS masked_markers WHERE FALSE"
+    "NULL::jsonb AS masked_markers"
 )
 
 
-def union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter:
+def union_sql(scope: dict[str, tuple[Filter, ...]] | None, *, previous: bool = False) -> Filter:
     """The UNION ALL of the branches in ``scope`` (None: every event table)."""
     if scope is None:
         chosen = [(m, ()) for m in event_models()]
     else:
         chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
     parts, params = [], []
+    empty = f"SELECT {_EMPTY_COLUMNS}{', NULL::jsonb AS prev_data' if previous else ''} WHERE FALSE"
     for event_model, filters in chosen:
-        branch, branch_params = branch_sql(event_model, filters)
+        branch, branch_params = branch_sql(event_model, filters, previous=previous)
         parts.append(branch)
         params.extend(branch_params)
-    return (" UNION ALL ".join(parts) or _EMPTY_BRANCH), tuple(params)
+    return (" UNION ALL ".join(parts) or empty), tuple(params)
 
 
 class AuditEventQuery(Query):
     """A Query whose table is the union of the event tables in ``audit_scope``."""
 
     audit_scope: dict[str, tuple[Filter, ...]] | None = None
+    audit_previous: bool = False
 
-    def get_compiler(self, using: str | None = None, connection: Any = None, elide_empty: bool = True):
+    def get_compiler(
+        self, using: str | None = None, connection: Any = None, elide_empty: bool = True
+    ):
         compiler = super().get_compiler(using, connection, elide_empty)
         compiler.__class__ = _compiler_class(type(compiler))
         return compiler
@@ -137,7 +169,9 @@ def _compiler_class(base: type) -> type:
 
         def as_sql(self: Any, *args: Any, **kwargs: Any) -> tuple[str, tuple]:
             query_sql, params = base.as_sql(self, *args, **kwargs)
-            union, union_params = union_sql(self.query.audit_scope)
+            union, union_params = union_sql(
+                self.query.audit_scope, previous=self.query.audit_previous
+            )
             return (
                 f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union}) {query_sql}",
                 (*union_params, *params),
@@ -194,7 +228,7 @@ class AuditEventQuerySet(models.QuerySet):
 
     def across(self, *models_or_labels: Any) -> AuditEventQuerySet:
         """Only events of these tracked models (or event models, or "app.Model" labels)."""
-        return self._narrow({label: () for label in _event_model_labels(models_or_labels)})
+        return self._narrow(dict.fromkeys(_event_model_labels(models_or_labels), ()))
 
     def tracks(self, *objs: Any) -> AuditEventQuerySet:
         """Events of these objects (instances of one model, or one queryset).
@@ -264,7 +298,12 @@ class AuditEventQuerySet(models.QuerySet):
     def _fetch_all(self) -> None:
         fresh = self._result_cache is None
         super()._fetch_all()
-        if fresh and self._audit_diffs and self._result_cache and not self._iterable_class_is_values():
+        if (
+            fresh
+            and self._audit_diffs
+            and self._result_cache
+            and not self._iterable_class_is_values()
+        ):
             from audit_app.diff import attach_diffs
 
             attach_diffs(self._result_cache, using=self.db)

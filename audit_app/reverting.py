@@ -62,7 +62,9 @@ def load_version(event: Any, using: str = "default") -> Version:
     return fetch_version(apps.get_model(event.event_model), event.event_id, using)
 
 
-def fetch_version(event_model: type[models.Model], event_id: int, using: str = "default") -> Version:
+def fetch_version(
+    event_model: type[models.Model], event_id: int, using: str = "default"
+) -> Version:
     spec = event_model.audit_spec
     with connections[using].cursor() as cursor:
         cursor.execute(
@@ -191,7 +193,10 @@ def preview(
         target = model._default_manager.using(using).get(pk=version.pk)
         current = current_data(obj, version.event_model)
         set_names = [
-            n for n in chosen if to_python(_field(model, n), current.get(n)) != to_python(_field(model, n), version.data.get(n))
+            n
+            for n in chosen
+            if to_python(_field(model, n), current.get(n))
+            != to_python(_field(model, n), version.data.get(n))
         ]
     for attname, value in _values(version, set_names).items():
         setattr(target, attname, value)
@@ -211,13 +216,16 @@ def _field(model: type[models.Model], name: str) -> models.Field | None:
         return None
 
 
-def _problems(plan: RevertPlan, pk_name: str, expected: int | None, using: str) -> list[RevertError]:
+def _problems(
+    plan: RevertPlan, pk_name: str, expected: int | None, using: str
+) -> list[RevertError]:
     model = plan.version.tracked_model
     problems: list[RevertError] = []
     if not plan.fields and not plan.is_restore:
         problems.append(
             NothingToRevert(
-                f"{model._meta.verbose_name.capitalize()} {plan.version.pk} already matches this version."
+                f"{model._meta.verbose_name.capitalize()} {plan.version.pk} already matches "
+                "this version."
             )
         )
     if expected is not None:
@@ -234,7 +242,11 @@ def _problems(plan: RevertPlan, pk_name: str, expected: int | None, using: str) 
         value = getattr(plan.target, model_field.attname)
         if model_field.is_relation and value is not None:
             related = model_field.related_model
-            if not related._base_manager.using(using).filter(**{model_field.target_field.attname: value}).exists():
+            if (
+                not related._base_manager.using(using)
+                .filter(**{model_field.target_field.attname: value})
+                .exists()
+            ):
                 problems.append(
                     RevertMissingRelated(
                         f"{related._meta.verbose_name.capitalize()} {value} no longer exists, so "
@@ -292,7 +304,9 @@ def revert(
     action = "restored"
     with transaction.atomic(using=using):
         # Lock the live row so nobody changes it between our checks and the save.
-        version.tracked_model._default_manager.using(using).select_for_update().filter(pk=version.pk).first()
+        version.tracked_model._default_manager.using(using).select_for_update().filter(
+            pk=version.pk
+        ).first()
         plan = preview(version, fields=fields, expected_event_id=expected_event_id, using=using)
         if plan.problems:
             raise plan.problems[0]

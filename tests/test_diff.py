@@ -58,7 +58,9 @@ def test_deleted_related_object_is_labelled_as_such():
 
 
 def test_decimal_keeps_its_precision_and_json_is_structural():
-    p = Product.objects.create(sku="s", name="n", price=Decimal("10.10"), attributes={"a": 1, "b": [1, 2], "c": {"d": 1}})
+    p = Product.objects.create(
+        sku="s", name="n", price=Decimal("10.10"), attributes={"a": 1, "b": [1, 2], "c": {"d": 1}}
+    )
     p.price = Decimal("10.20")
     p.attributes = {"a": 2, "b": [1], "c": {"d": 1, "e": "x"}}
     p.save()
@@ -66,7 +68,11 @@ def test_decimal_keeps_its_precision_and_json_is_structural():
     assert (changes["price"].old, changes["price"].new) == (Decimal("10.10"), Decimal("10.20"))
     assert changes["price"].kind == "decimal"
     ops = [(j.path, j.op, j.old, j.new) for j in changes["attributes"].json_changes]
-    assert ops == [("a", "changed", 1, 2), ("b[1]", "removed", 2, None), ("c.e", "added", None, "x")]
+    assert ops == [
+        ("a", "changed", 1, 2),
+        ("b[1]", "removed", 2, None),
+        ("c.e", "added", None, "x"),
+    ]
 
 
 def test_long_text_gets_word_opcodes():
@@ -84,7 +90,11 @@ def test_datetimes_are_shown_in_the_active_timezone():
     c = Customer.objects.create(name="c", email="c@example.org")
     order = Order.objects.create(customer=c)
     with timezone.override("Asia/Tokyo"):
-        change = diff.field_changes(Order, {"placed_at": "2026-01-01T00:00:00+00:00"}, {"placed_at": "2026-01-02T00:00:00+00:00"})[0]
+        change = diff.field_changes(
+            Order,
+            {"placed_at": "2026-01-01T00:00:00+00:00"},
+            {"placed_at": "2026-01-02T00:00:00+00:00"},
+        )[0]
         assert change.kind == "datetime" and "9" in change.old_display
         assert order  # the model is only used for its metadata
 
@@ -94,7 +104,12 @@ def test_masked_fields_say_changed_without_values():
     c.api_token = "second"
     c.save()
     change = changes_of(c)["api_token"]
-    assert (change.kind, change.old, change.new, change.new_display) == ("masked", None, None, "changed")
+    assert (change.kind, change.old, change.new, change.new_display) == (
+        "masked",
+        None,
+        None,
+        "changed",
+    )
 
 
 def test_first_event_lists_every_recorded_field():
@@ -114,12 +129,17 @@ def test_compare_any_two_versions_and_the_current_row():
         c.name = name
         c.save()
     first, _, third = AuditEvent.objects.tracks(c).order_by("event_id")
-    assert [(x.old, x.new) for x in diff.compare(Customer, first.raw_data, third.raw_data)] == [("v1", "v3")]
+    assert [(x.old, x.new) for x in diff.compare(Customer, first.raw_data, third.raw_data)] == [
+        ("v1", "v3")
+    ]
     c.name = "live"
     c.save()
     current = diff.current_data(c, Customer.audit_event_model)
     # Masked markers of the live row match the recorded ones: no spurious change.
-    assert [(x.old, x.new) for x in diff.compare(Customer, third.raw_data, current, masked={"api_token"})] == [("v3", "live")]
+    assert [
+        (x.old, x.new)
+        for x in diff.compare(Customer, third.raw_data, current, masked={"api_token"})
+    ] == [("v3", "live")]
     c.api_token = "new secret"
     c.save()
     current = diff.current_data(c, Customer.audit_event_model)

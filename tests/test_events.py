@@ -67,13 +67,18 @@ def test_tracks_pushes_a_typed_key_filter_into_the_branch(shop):
 def test_tracks_a_child_includes_its_parent_table():
     d = DigitalProduct.objects.create(sku="d", name="E", price=1, download_url="https://x.org")
     events = list(AuditEvent.objects.tracks(d))
-    assert sorted(e.event_model for e in events) == ["shop.DigitalProductEvent", "shop.ProductEvent"]
+    assert sorted(e.event_model for e in events) == [
+        "shop.DigitalProductEvent",
+        "shop.ProductEvent",
+    ]
 
 
 def test_across_and_filters(shop):
     assert {e.obj_model for e in AuditEvent.objects.across(Order)} == {"shop.Order"}
     assert {e.obj_model for e in AuditEvent.objects.across("shop.Customer")} == {"shop.Customer"}
-    assert AuditEvent.objects.filter(label="insert").exclude(obj_model="shop.StaffUser").count() == 2
+    assert (
+        AuditEvent.objects.filter(label="insert").exclude(obj_model="shop.StaffUser").count() == 2
+    )
     assert AuditEvent.objects.filter(obj_model="shop.Order", label="update").count() == 1
     assert AuditEvent.objects.filter(context__metadata__request_id="r-1").count() == 2
 
@@ -107,7 +112,11 @@ def test_no_count_star_in_estimated_count(shop):
 
 
 def test_get_by_event_id_and_empty_scope(shop):
-    event = AuditEvent.objects.across(Order).filter(event_id=shop["order"].audit_events.first().pk).get()
+    event = (
+        AuditEvent.objects.across(Order)
+        .filter(event_id=shop["order"].audit_events.first().pk)
+        .get()
+    )
     assert event.label == "insert"
     assert list(AuditEvent.objects.across(Order).across(Customer)) == []
 

@@ -48,7 +48,11 @@ def test_revert_restores_the_version_and_is_audited(editor):
     latest = AuditEvent.objects.tracks(order).first()
     assert latest.action == "reverted"
     assert latest.metadata["audit_source"] == f"shop.OrderEvent:{first.event_id}"
-    assert (latest.metadata["reason"], latest.metadata["user"], latest.username) == ("typo", editor.pk, "editor")
+    assert (latest.metadata["reason"], latest.metadata["user"], latest.username) == (
+        "typo",
+        editor.pk,
+        "editor",
+    )
     assert latest.diff == {"status": ["paid", "new"], "notes": ["second", "first"]}
 
 
@@ -79,7 +83,9 @@ def test_restore_a_deleted_object_with_its_primary_key(editor):
 
 
 def test_restore_a_concrete_inheritance_child():
-    d = DigitalProduct.objects.create(sku="d1", name="Ebook", price="3.00", download_url="https://x.org/a")
+    d = DigitalProduct.objects.create(
+        sku="d1", name="Ebook", price="3.00", download_url="https://x.org/a"
+    )
     pk = d.pk
     d.delete()
     child_delete = AuditEvent.objects.across(DigitalProduct).filter(label="delete").get()
@@ -178,7 +184,9 @@ def test_preview_writes_nothing_and_shows_the_change():
     order.save()
     count = AuditEvent.objects.tracks(order).count()
     plan = reverting.preview(versions(order)[0])
-    assert [(c.name, c.old_display, c.new_display) for c in plan.changes] == [("status", "Paid", "New")]
+    assert [(c.name, c.old_display, c.new_display) for c in plan.changes] == [
+        ("status", "Paid", "New")
+    ]
     assert plan.problems == [] and not plan.is_restore
     assert AuditEvent.objects.tracks(order).count() == count
 

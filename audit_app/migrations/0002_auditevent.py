@@ -4,32 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit_app', '0001_initial'),
+        ("audit_app", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.TextField(primary_key=True, serialize=False)),
-                ('event_model', models.TextField()),
-                ('event_id', models.BigIntegerField()),
-                ('obj_model', models.TextField()),
-                ('obj_id', models.TextField()),
-                ('label', models.TextField()),
-                ('created_at', models.DateTimeField()),
-                ('data', models.JSONField()),
-                ('masked_markers', models.JSONField(null=True)),
+                ("id", models.TextField(primary_key=True, serialize=False)),
+                ("event_model", models.TextField()),
+                ("event_id", models.BigIntegerField()),
+                ("obj_model", models.TextField()),
+                ("obj_id", models.TextField()),
+                ("label", models.TextField()),
+                ("created_at", models.DateTimeField()),
+                ("data", models.JSONField()),
+                ("masked_markers", models.JSONField(null=True)),
             ],
             options={
-                'verbose_name': 'audit event',
-                'db_table': 'audit_app_auditevent',
-                'ordering': ('-created_at', '-event_id'),
-                'permissions': (('revert_auditevent', 'Can revert objects to an earlier version'), ('export_auditevent', 'Can export audit events')),
-                'managed': False,
-                'default_permissions': ('view',),
+                "verbose_name": "audit event",
+                "db_table": "audit_app_auditevent",
+                "ordering": ("-created_at", "-event_id"),
+                "permissions": (
+                    ("revert_auditevent", "Can revert objects to an earlier version"),
+                    ("export_auditevent", "Can export audit events"),
+                ),
+                "managed": False,
+                "default_permissions": ("view",),
             },
         ),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime
 from typing import Any
 
 import pgtrigger
@@ -9,10 +11,25 @@ import pgtrigger.core
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from audit_app import sql
 from audit_app.snapshots import backfill
 from audit_app.tracking import tracked_models
+
+
+def _date(value: str) -> datetime.datetime:
+    """An aware datetime from YYYY-MM-DD or an ISO datetime (argparse type)."""
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None and (day := parse_date(value)) is not None:
+            parsed = datetime.datetime.combine(day, datetime.time.min)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date; use YYYY-MM-DD[THH:MM].")
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
 
 
 def _model(label: str) -> Any:
@@ -36,6 +53,18 @@ class Command(BaseCommand):
         fill.add_argument("models", nargs="+", metavar="app_label.Model")
         fill.add_argument("--label", default="snapshot")
         fill.add_argument("--batch-size", type=int, default=50_000)
+        prune = sub.add_parser("prune", help="Delete events written before a date.")
+        prune.add_argument("--before", required=True, type=_date, help="YYYY-MM-DD[THH:MM]")
+        prune.add_argument("--model", action="append", default=[], metavar="app_label.Model")
+        prune.add_argument("--dry-run", action="store_true")
+        prune.add_argument("--batch-size", type=int, default=10_000)
+        export = sub.add_parser("export", help="Write events as CSV or JSON Lines.")
+        export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+        export.add_argument("--model", action="append", default=[], metavar="app_label.Model")
+        export.add_argument("--user", help="username or primary key of the acting user")
+        export.add_argument("--since", type=_date)
+        export.add_argument("--until", type=_date)
+        export.add_argument("--output", "-o", help="file to write (default: standard output)")
 
     def handle(self, *args: Any, subcommand: str, database: str, **options: Any) -> None:
         getattr(self, f"handle_{subcommand}")(database=database, **options)
@@ -93,3 +122,71 @@ class Command(BaseCommand):
                 "(or manage.py pgtrigger install) to install what is missing."
             )
         self.stdout.write(self.style.SUCCESS("audit history: all installed"))
+
+    def handle_prune(self, *, database: str, before: Any, model: list[str], **options: Any) -> None:
+        from audit_app.retention import prune
+
+        models = [_model(label) for label in model] or None
+        verb = "would delete" if options["dry_run"] else "deleted"
+        self.stdout.write(
+            "audit prune is the sanctioned way past append-only protection; it is recorded "
+            "in audit_app_bypass."
+        )
+        counts = prune(
+            before,
+            models=models,
+            dry_run=options["dry_run"],
+            batch_size=options["batch_size"],
+            using=database,
+            log=self.stdout.write if options["verbosity"] > 1 else (lambda message: None),
+        )
+        for label, count in counts.items():
+            self.stdout.write(f"{label}: {verb} {count}")
+        self.stdout.write(self.style.SUCCESS(f"{sum(counts.values())} row(s) {verb}"))
+
+    def handle_export(self, *, database: str, **options: Any) -> None:
+        import sys
+
+        from django.contrib.auth import get_user_model
+
+        from audit_app.export import stream_csv, stream_jsonl
+        from audit_app.models import AuditEvent
+
+        queryset = AuditEvent.objects.using(database)
+        if options["model"]:
+            queryset = queryset.across(*[_model(label) for label in options["model"]])
+        if options["user"]:
+            users = get_user_model()._default_manager.using(database)
+            user = users.filter(**{get_user_model().USERNAME_FIELD: options["user"]}).first()
+            if user is None and options["user"].isdigit():
+                user = users.filter(pk=options["user"]).first()
+            if user is None:
+                raise CommandError(f"No user {options['user']!r}.")
+            queryset = queryset.by_user(user)
+        if options["since"]:
+            queryset = queryset.filter(created_at__gte=options["since"])
+        if options["until"]:
+            queryset = queryset.filter(created_at__lt=options["until"])
+        chunks = stream_csv(queryset) if options["format"] == "csv" else stream_jsonl(queryset)
+        out = open(options["output"], "wb") if options["output"] else sys.stdout.buffer  # noqa: SIM115
+        progress = options["output"] and self.stderr.isatty()
+        expected = queryset.estimated_count() if progress else 0
+        written = lines = 0
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+                lines += chunk.count(b"\n")
+                if progress:
+                    share = min(lines / expected, 1) if expected else 0
+                    bar = "#" * int(share * 30)
+                    self.stderr.write(
+                        f"\r[{bar:<30}] ~{lines} rows, {written >> 10} KiB", ending=""
+                    )
+        finally:
+            if options["output"]:
+                out.close()
+        if progress:
+            self.stderr.write("")
+        if options["output"]:
+            self.stdout.write(f"wrote {written} bytes to {options['output']}")
