@@ -92,8 +92,9 @@ def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
     data = data_sql(event_model, "p", markers=True)
     return (
         f"(SELECT {data} FROM {sql.quote(spec.event_table)} AS p "
-        f"WHERE p.{pk} = {alias}.{pk} AND p.audit_id < {alias}.audit_id "
-        "ORDER BY p.audit_id DESC LIMIT 1)"
+        f"WHERE p.{pk} = {alias}.{pk} "
+        f"AND (p.audit_created_at, p.audit_id) < ({alias}.audit_created_at, {alias}.audit_id) "
+        "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1)"
     )
 
 

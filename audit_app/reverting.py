@@ -82,11 +82,13 @@ def latest_event_id(event_model: type[models.Model], pk: Any, using: str = "defa
     spec = event_model.audit_spec
     with connections[using].cursor() as cursor:
         cursor.execute(
-            f"SELECT max(audit_id) FROM {sql.quote(spec.event_table)} "
-            f"WHERE {sql.quote(spec.pk_column)} = %s",
+            f"SELECT audit_id FROM {sql.quote(spec.event_table)} "
+            f"WHERE {sql.quote(spec.pk_column)} = %s "
+            "ORDER BY audit_created_at DESC, audit_id DESC LIMIT 1",
             [pk],
         )
-        return cursor.fetchone()[0]
+        row = cursor.fetchone()
+        return row[0] if row else None
 
 
 @dataclass
@@ -122,7 +124,7 @@ def _parent_versions(version: Version, using: str) -> list[Version]:
             cursor.execute(
                 f"SELECT audit_id FROM {sql.quote(spec.event_table)} "
                 f"WHERE {sql.quote(spec.pk_column)} = %s AND audit_created_at <= %s "
-                "ORDER BY audit_id DESC LIMIT 1",
+                "ORDER BY audit_created_at DESC, audit_id DESC LIMIT 1",
                 [version.pk, version.created_at],
             )
             row = cursor.fetchone()

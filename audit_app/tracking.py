@@ -241,7 +241,9 @@ def create_event_model(
                 "ordering": ("audit_id",),
                 "indexes": [
                     models.Index(
-                        fields=["audit_obj", "audit_id"], name=_index_name(db_table, "obj")
+                        # One object's history, newest first, and its previous event.
+                        fields=["audit_obj", "audit_created_at", "audit_id"],
+                        name=_index_name(db_table, "obj"),
                     ),
                     models.Index(
                         fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
