@@ -273,6 +273,52 @@ class AuditEventQuerySet(models.QuerySet):
             filters[event_model._meta.label_lower] = ((" OR ".join(clauses), tuple(params)),)
         return self._narrow(filters)
 
+    def changed(self, *field_names: str) -> AuditEventQuerySet:
+        """Events whose diff includes any of these fields (first events excluded)."""
+        filters: dict[str, tuple[Filter, ...]] = {}
+        for event_model in self._event_models():
+            columns = [c for n, c in event_model.audit_fields if n in field_names]
+            if not columns:
+                continue
+            spec = event_model.audit_spec
+            pk = sql.quote(spec.pk_column)
+            differs = " OR ".join(
+                f"p.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for c in columns
+            )
+            # NULL (no previous event) filters the row out, like a first event's None diff.
+            filters[event_model._meta.label_lower] = (
+                (
+                    f"(SELECT {differs} FROM {sql.quote(spec.event_table)} AS p "
+                    f"WHERE p.{pk} = e.{pk} AND (p.audit_created_at, p.audit_id) < "
+                    "(e.audit_created_at, e.audit_id) "
+                    "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1)",
+                    (),
+                ),
+            )
+        return self._narrow(filters)
+
+    def deleted(self) -> AuditEventQuerySet:
+        """The last event of each object that is deleted now, when that event is its delete."""
+        filters: dict[str, tuple[Filter, ...]] = {}
+        for event_model in self._event_models():
+            spec = event_model.audit_spec
+            pk = sql.quote(spec.pk_column)
+            filters[event_model._meta.label_lower] = (
+                (
+                    f"e.audit_label = 'delete' AND NOT EXISTS (SELECT 1 FROM "
+                    f"{sql.quote(spec.event_table)} AS later WHERE later.{pk} = e.{pk} AND "
+                    "(later.audit_created_at, later.audit_id) > (e.audit_created_at, e.audit_id)) "
+                    f"AND NOT EXISTS (SELECT 1 FROM {sql.quote(spec.table)} AS live "
+                    f"WHERE live.{pk} = e.{pk})",
+                    (),
+                ),
+            )
+        return self._narrow(filters)
+
+    def _event_models(self) -> list[type[models.Model]]:
+        scope = self.query.audit_scope
+        return event_models() if scope is None else [apps.get_model(label) for label in scope]
+
     def by_user(self, user: Any) -> AuditEventQuerySet:
         """Events written in a context of this user (or user primary key)."""
         return self.filter(context__user_id=getattr(user, "pk", user))

@@ -1,18 +1,19 @@
 """Admin registration of the example shop.
 
-Plain ModelAdmins on purpose: the history features are added to them as mixins, so the
-classes here stay what any Django project would have.
+Ordinary ModelAdmins plus ``AuditHistoryMixin``, which is all a project adds to get
+the history timeline, versions, compare, revert and restore of deleted objects.
 """
 
 import django
 from django.contrib import admin
 from django.db import models
 
+from audit_admin import AuditHistoryMixin
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = ("name", "email", "phone", "created_at")
     search_fields = ("name", "email", "phone")
     list_filter = ("created_at",)
@@ -21,13 +22,13 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = ("name",)
     search_fields = ("name",)
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = ("name", "sku", "category", "price", "active")
     list_filter = ("category", "active", "tags")
     list_editable = ("active",)
@@ -58,7 +59,7 @@ class OrderItemInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "status", "total", "placed_at")
     list_filter = ("status", "placed_at")
     list_select_related = ("customer",)
@@ -79,7 +80,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrderItem)
-class OrderItemAdmin(admin.ModelAdmin):
+class OrderItemAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_display = ("__str__", "order", "product", "quantity")
     list_select_related = ("order", "product")
     list_filter = ("product__category",)

@@ -1,0 +1,263 @@
+"""Per-object history pages: timeline, one version, comparison of two versions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib.admin.models import LogEntry
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.contenttypes.models import ContentType
+from django.core.paginator import InvalidPage
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import formats, timezone
+from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
+
+from audit_admin import rendering
+from audit_app.diff import current_data, field_changes
+from audit_app.models import AuditEvent
+
+
+def when(moment: Any) -> str:
+    """A timestamp in the viewer's timezone and locale format."""
+    return formats.localize(timezone.localtime(moment))
+
+
+_KEY_RE = re.compile(r"^(?P<label>[a-z0-9_]+\.[a-z0-9_]+):(?P<id>[0-9]{1,18})$")
+
+
+def parse_event_key(key: str) -> tuple[str, int]:
+    """``"shop.orderevent:12"`` -> ("shop.orderevent", 12); Http404 when malformed."""
+    match = _KEY_RE.match(key or "")
+    if not match:
+        raise Http404("Unknown version.")
+    return match["label"], int(match["id"])
+
+
+class History:
+    """What the history pages share: admin, request, the object (None on model-level
+    pages such as the deleted list), URLs and permissions."""
+
+    def __init__(self, model_admin: Any, request: HttpRequest, obj: Any) -> None:
+        self.model_admin = model_admin
+        self.admin_site = model_admin.admin_site
+        self.request = request
+        self.obj = obj
+        self.opts = model_admin.opts
+        self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
+        self._user_admin = self._registered_user_admin()
+
+    def url(self, view: str, *args: Any) -> str:
+        info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
+        return reverse("{}:{}_{}_{}".format(*info, view), args=args)
+
+    def version_url(self, event: AuditEvent) -> str:
+        return self.url("audit_version", quote(self.obj.pk), event.id)
+
+    def revert_url(self, event: AuditEvent) -> str | None:
+        return self.url("audit_revert", quote(self.obj.pk), event.id) if self.can_revert else None
+
+    def _registered_user_admin(self) -> Any:
+        from django.contrib.auth import get_user_model
+
+        return self.admin_site._registry.get(get_user_model())
+
+    def user_url(self, event: AuditEvent) -> str | None:
+        user_id = event.metadata.get("user")
+        user_admin = self._user_admin
+        if (
+            user_id is None
+            or user_admin is None
+            or not user_admin.has_view_or_change_permission(self.request)
+        ):
+            return None
+        opts = user_admin.opts
+        try:
+            return reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                args=[quote(user_id)],
+            )
+        except NoReverseMatch:
+            return None
+
+    def event(self, key: str) -> AuditEvent:
+        """The event ``key`` of this object, or Http404."""
+        label, event_id = parse_event_key(key)
+        queryset = self.model_admin.get_history_queryset(self.request, self.obj)
+        scope = queryset.query.audit_scope or {}
+        if label not in scope:
+            raise Http404("This version does not belong to this object.")
+        event = queryset.across(label).filter(event_id=event_id).first()
+        if event is None:
+            raise Http404("Unknown version.")
+        return event
+
+    def base_context(self, title: str) -> dict[str, Any]:
+        self.request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(self.request),
+            "title": title,
+            "subtitle": None,
+            "object": self.obj,
+            "opts": self.opts,
+            "module_name": str(self.opts.verbose_name_plural).capitalize(),
+            "app_label": self.opts.app_label,
+            "preserved_filters": self.model_admin.get_preserved_filters(self.request),
+            "changelist_url": self.url("changelist"),
+            "can_revert": self.can_revert,
+        }
+        if self.obj is not None:
+            pk = quote(self.obj.pk)
+            context.update(
+                history_url=self.url("history", pk),
+                change_url=self.url("change", pk),
+                compare_url=self.url("audit_compare", pk),
+            )
+        return context
+
+    def template(self, name: str) -> list[str]:
+        """Per-model, per-app, then default template names (as the admin's own views do)."""
+        return [
+            f"audit_admin/{self.opts.app_label}/{self.opts.model_name}/{name}",
+            f"audit_admin/{self.opts.app_label}/{name}",
+            f"audit_admin/{name}",
+        ]
+
+
+def object_or_404(model_admin: Any, request: HttpRequest, object_id: str) -> Any:
+    """The object, if it exists and the viewer may see its history; Http404 otherwise."""
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None or not model_admin.has_history_permission(request, obj):
+        # The same answer for "missing" and "not yours": no probing for ids.
+        raise Http404(f"No {model_admin.opts.verbose_name} with that id.")
+    return obj
+
+
+def log_entries_before_tracking(obj: Any) -> list[LogEntry]:
+    """Django admin log entries of ``obj`` older than its first recorded event."""
+    first = AuditEvent.objects.tracks(obj).without_diffs().order_by("created_at", "event_id")
+    first = first.values_list("created_at", flat=True).first()
+    entries = LogEntry.objects.filter(
+        object_id=str(obj.pk),
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+    ).select_related("user")
+    if first is not None:
+        entries = entries.filter(action_time__lt=first)
+    return list(entries.order_by("-action_time")[:200])
+
+
+def history_view(
+    model_admin: Any, request: HttpRequest, object_id: str, extra_context: Any = None
+) -> HttpResponse:
+    obj = object_or_404(model_admin, request, object_id)
+    history = History(model_admin, request, obj)
+    events = model_admin.get_history_queryset(request, obj)
+    filterset = model_admin.get_history_filterset_class(request)(
+        request.GET or None,
+        queryset=events,
+        field_choices=model_admin.get_history_field_choices(request, obj),
+    )
+    status = 200
+    if filterset.is_bound and not filterset.is_valid():
+        events, status = events.none(), 400
+    else:
+        events = filterset.qs
+    table = model_admin.get_history_table_class(request)(events, history=history)
+    try:
+        RequestConfig(
+            request,
+            paginate={
+                "paginator_class": LazyPaginator,
+                "per_page": model_admin.get_history_paginate_by(request),
+            },
+        ).configure(table)
+    except InvalidPage as exc:
+        raise Http404("No such page of history.") from exc
+    context = {
+        **history.base_context(f"Change history: {obj}"),
+        "table": table,
+        "filter": filterset,
+        "action_list": log_entries_before_tracking(obj),
+        **(extra_context or {}),
+    }
+    return TemplateResponse(
+        request, history.template("object_history.html"), context, status=status
+    )
+
+
+def fieldset_rows(
+    model_admin: Any, request: HttpRequest, obj: Any, data: dict[str, Any], masked: Any
+) -> list[Any]:
+    """The version's values laid out like the change form's fieldsets."""
+    changes = field_changes(type(obj), None, data, masked=masked, only_changed=False)
+    shown = {s.name: s for s in rendering.prepare(changes, request, model_admin.admin_site)}
+    sections, placed = [], set()
+    for title, options in model_admin.get_fieldsets(request, obj):
+        rows = []
+        for entry in options.get("fields", ()):
+            for name in entry if isinstance(entry, (list, tuple)) else (entry,):
+                placed.add(name)
+                rows.append((name, shown.get(name)))
+        sections.append((title, rows))
+    rest = [(n, s) for n, s in shown.items() if n not in placed]
+    if rest:
+        sections.append(("Other recorded fields", rest))
+    return sections
+
+
+def version_view(
+    model_admin: Any, request: HttpRequest, object_id: str, event_key: str
+) -> HttpResponse:
+    obj = object_or_404(model_admin, request, object_id)
+    history = History(model_admin, request, obj)
+    event = history.event(event_key)
+    masked = getattr(event.source_event_model, "audit_masked", ())
+    context = {
+        **history.base_context(f"{obj} as of {when(event.created_at)}"),
+        "event": event,
+        "sections": fieldset_rows(model_admin, request, obj, event.data, masked),
+        "revert_url": history.revert_url(event),
+        "opts_fields": {f.name: f for f in obj._meta.get_fields()},
+    }
+    return TemplateResponse(request, history.template("object_version.html"), context)
+
+
+def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+    obj = object_or_404(model_admin, request, object_id)
+    history = History(model_admin, request, obj)
+    key_a, key_b = request.GET.get("a", ""), request.GET.get("b", "current")
+    a = history.event(key_a)
+    masked = a.source_event_model.audit_masked
+    if key_b == "current":
+        b, data_b = None, current_data(obj, a.source_event_model)
+    else:
+        b = history.event(key_b)
+        if b.event_model != a.event_model:
+            context = {
+                **history.base_context("Compare versions"),
+                "error": "Choose two versions of the same table.",
+            }
+            return TemplateResponse(
+                request, history.template("object_compare.html"), context, status=400
+            )
+        if (b.created_at, b.event_id) < (a.created_at, a.event_id):
+            a, b = b, a
+        data_b = b.raw_data
+    changes = rendering.prepare(
+        field_changes(type(obj), a.raw_data, data_b, masked=masked), request, history.admin_site
+    )
+    context = {
+        **history.base_context(f"Compare versions of {obj}"),
+        "a": a,
+        "b": b,
+        "diff": rendering.render_changes(
+            changes,
+            before=f"Version of {when(a.created_at)}",
+            after=f"Version of {when(b.created_at)}" if b else "Current",
+        ),
+        "revert_url": history.revert_url(a),
+    }
+    return TemplateResponse(request, history.template("object_compare.html"), context)

@@ -1,0 +1,166 @@
+"""``AuditHistoryMixin``: history, versions, compare, revert and restore for a ModelAdmin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import select_template
+from django.urls import NoReverseMatch, path, reverse
+
+from audit_admin import history, reverts
+from audit_admin.filters import HistoryFilterSet
+from audit_admin.tables import HistoryTable
+from audit_app.models import AuditEvent
+from audit_app.tracking import event_model_of
+
+
+class AuditHistoryMixin:
+    """Add django-audit-admin's history pages to a ModelAdmin of a tracked model.
+
+    The change form's "History" button opens our timeline (Django's ``history_view``
+    URL and context names are kept). Every declarative attribute has a ``get_*`` hook
+    taking the request; permissions are ``has_*_permission`` hooks.
+    """
+
+    history_paginate_by = 25
+    history_filterset_class = HistoryFilterSet
+    history_table_class = HistoryTable
+    #: The changelist template this admin would use without the mixin (None: the
+    #: admin's usual per-model lookup). Our changelist template extends it.
+    audit_base_change_list_template: str | None = None
+    change_list_template = "audit_admin/change_list.html"
+
+    # -- permissions ---------------------------------------------------------------------
+
+    def has_history_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """View the timeline, versions and comparisons (view or change permission)."""
+        return self.has_view_or_change_permission(request, obj)
+
+    def has_revert_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Revert an object: change permission plus ``audit_app.revert_auditevent``."""
+        return self.has_change_permission(request, obj) and request.user.has_perm(
+            "audit_app.revert_auditevent"
+        )
+
+    def has_restore_permission(self, request: HttpRequest) -> bool:
+        """Restore a deleted object: add permission plus ``audit_app.revert_auditevent``."""
+        return self.has_add_permission(request) and request.user.has_perm(
+            "audit_app.revert_auditevent"
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def get_history_queryset(self, request: HttpRequest, obj: Any) -> Any:
+        """The events of ``obj`` shown on its timeline (its parents' tables included)."""
+        return AuditEvent.objects.tracks(obj)
+
+    def get_history_paginate_by(self, request: HttpRequest) -> int:
+        return self.history_paginate_by
+
+    def get_history_filterset_class(self, request: HttpRequest) -> type:
+        return self.history_filterset_class
+
+    def get_history_table_class(self, request: HttpRequest) -> type:
+        return self.history_table_class
+
+    def get_history_field_choices(self, request: HttpRequest, obj: Any) -> list[tuple[str, str]]:
+        """Fields offered by the "field changed" filter: every recorded field."""
+        opts = self.model._meta
+        names: list[str] = []
+        for model in [self.model, *opts.concrete_model._meta.get_parent_list()]:
+            event_model = model.__dict__.get("audit_event_model")
+            if event_model is not None:
+                names += [n for n, _ in event_model.audit_fields[1:] if n not in names]
+        return [(n, str(opts.get_field(n).verbose_name).capitalize()) for n in names]
+
+    # -- views -----------------------------------------------------------------------------
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        return history.history_view(self, request, object_id, extra_context)
+
+    def audit_version_view(
+        self, request: HttpRequest, object_id: str, event_key: str
+    ) -> HttpResponse:
+        return history.version_view(self, request, object_id, event_key)
+
+    def audit_compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return history.compare_view(self, request, object_id)
+
+    def audit_revert_view(
+        self, request: HttpRequest, object_id: str, event_key: str
+    ) -> HttpResponse:
+        return reverts.revert_view(self, request, object_id, event_key)
+
+    def audit_deleted_view(self, request: HttpRequest) -> HttpResponse:
+        return reverts.deleted_view(self, request)
+
+    def audit_restore_view(self, request: HttpRequest, event_key: str) -> HttpResponse:
+        return reverts.restore_view(self, request, event_key)
+
+    def get_urls(self) -> list[Any]:
+        event_model_of(self.model)  # fail early, with the fix, on an untracked model
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}_audit"
+        wrap = self.admin_site.admin_view
+        # Before Django's own patterns, whose "<path:object_id>/" catches everything.
+        return [
+            path("deleted/", wrap(self.audit_deleted_view), name=f"{prefix}_deleted"),
+            path(
+                "deleted/<str:event_key>/restore/",
+                wrap(self.audit_restore_view),
+                name=f"{prefix}_restore",
+            ),
+            path(
+                "<path:object_id>/history/compare/",
+                wrap(self.audit_compare_view),
+                name=f"{prefix}_compare",
+            ),
+            path(
+                "<path:object_id>/history/<str:event_key>/revert/",
+                wrap(self.audit_revert_view),
+                name=f"{prefix}_revert",
+            ),
+            path(
+                "<path:object_id>/history/<str:event_key>/",
+                wrap(self.audit_version_view),
+                name=f"{prefix}_version",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        opts = self.opts
+        base = self.audit_base_change_list_template or select_template(
+            [
+                f"admin/{opts.app_label}/{opts.model_name}/change_list.html",
+                f"admin/{opts.app_label}/change_list.html",
+                "admin/change_list.html",
+            ]
+        )
+        context = {
+            "audit_base_change_list_template": base,
+            "audit_deleted_url": reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_audit_deleted"
+            ),
+            "audit_events_url": self._audit_events_url(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context=context)
+
+    def _audit_events_url(self, request: HttpRequest) -> str | None:
+        """The global event browser filtered to this model, when the viewer may use it."""
+        events_admin = self.admin_site._registry.get(AuditEvent)
+        if events_admin is None or not events_admin.has_view_permission(request):
+            return None
+        try:
+            url = reverse(f"{self.admin_site.name}:audit_app_auditevent_changelist")
+        except NoReverseMatch:
+            return None
+        return f"{url}?model={self.model._meta.label_lower}"
+
+
+class AuditModelAdmin(AuditHistoryMixin, admin.ModelAdmin):
+    """A ModelAdmin with django-audit-admin's history pages."""
