@@ -17,18 +17,13 @@ class HistoryTable(tables.Table):
     """One object's timeline, newest first. Ordering is fixed (no sortable headers)."""
 
     compare = tables.Column(empty_values=(), verbose_name="Compare", orderable=False)
-    created_at = tables.DateTimeColumn(
-        verbose_name="Time", orderable=False, format="DATETIME_FORMAT"
-    )
-    user = tables.Column(empty_values=(), verbose_name="User", orderable=False)
-    action = tables.Column(empty_values=(), verbose_name="Action", orderable=False)
-    request = tables.Column(empty_values=(), verbose_name="Request", orderable=False)
+    event = tables.Column(empty_values=(), verbose_name="When and who", orderable=False)
     changes = tables.Column(empty_values=(), verbose_name="Changes", orderable=False)
     tools = tables.Column(empty_values=(), verbose_name="", orderable=False)
 
     class Meta:
         model = AuditEvent
-        fields = ("compare", "created_at", "user", "action", "request", "changes", "tools")
+        fields = ("compare", "event", "changes", "tools")
         template_name = "audit_admin/includes/table.html"
         attrs = {"class": "audit-timeline"}
         row_attrs = {"id": lambda record: f"event-{record.event_model.lower()}-{record.event_id}"}
@@ -64,20 +59,17 @@ class HistoryTable(tables.Table):
             record.id,
         )
 
-    def render_user(self, record: AuditEvent) -> str:
-        name = record.username or (
-            record.metadata.get("command") and f"command: {record.metadata['command']}"
+    def render_event(self, record: AuditEvent) -> str:
+        command = record.metadata.get("command")
+        return render_to_string(
+            "audit_admin/includes/event_cell.html",
+            {
+                "event": record,
+                "who": record.username or (f"command {command}" if command else ""),
+                "user_url": self.history.user_url(record),
+                "meta": record.metadata,
+            },
         )
-        if not name:
-            return "—"
-        url = self.history.user_url(record)
-        return format_html('<a href="{}">{}</a>', url, name) if url else format_html("{}", name)
-
-    def render_action(self, record: AuditEvent) -> str:
-        return format_html('<span class="audit-action audit-action-{0}">{0}</span>', record.action)
-
-    def render_request(self, record: AuditEvent) -> str:
-        return render_to_string("audit_admin/includes/context_cell.html", {"meta": record.metadata})
 
     def render_changes(self, record: AuditEvent) -> str:
         return rendering.render_changes(self._shown_for(record), compact=True)

@@ -285,8 +285,10 @@ def event_changes(event: Any, *, only_changed: bool = True) -> list[FieldChange]
     tracked = apps.get_model(event.obj_model)
     masked = _masked_names(event)
     if event.diff is None:
-        # First event of the object: everything it recorded is new.
-        return field_changes(tracked, None, event.data, masked=masked, only_changed=only_changed)
+        # First event of the object: everything it recorded is new (but its key).
+        pk_name = tracked._meta.concrete_model._meta.pk.name
+        data = {k: v for k, v in event.data.items() if k != pk_name}
+        return field_changes(tracked, None, data, masked=masked, only_changed=only_changed)
     old = {k: v[0] for k, v in event.diff.items()}
     new = {k: v[1] for k, v in event.diff.items()}
     for name in masked & set(event.diff):
