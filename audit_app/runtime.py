@@ -156,13 +156,20 @@ def disable_tracking(reason: str) -> Iterator[None]:
 # Statements that can change rows. Plain SELECTs, DDL and transaction control are
 # left alone (a function called from a SELECT that writes is the one blind spot,
 # documented in docs/context.md).
-_WRITE_RE = re.compile(r"\A\s*(?:INSERT|UPDATE|DELETE|MERGE|WITH|COPY|CALL|DO)\b", re.IGNORECASE)
+_WRITE_RE = re.compile(r"\A\s*(?:INSERT|UPDATE|DELETE|MERGE|COPY|CALL|DO)\b", re.IGNORECASE)
+# A WITH query writes only through a data-modifying CTE, which names one of these. A
+# read that merely mentions a word (say, a label 'delete') gets a harmless prefix.
+_CTE_WRITE_RE = re.compile(
+    r"\A\s*WITH\b.*\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE | re.DOTALL
+)
 _EMPTY = sql_string("")
 
 
 def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ctx: dict) -> Any:
     """Django execute wrapper that hands the current context to the triggers."""
-    if not isinstance(sql_text, str) or not _WRITE_RE.match(sql_text):
+    if not isinstance(sql_text, str) or not (
+        _WRITE_RE.match(sql_text) or _CTE_WRITE_RE.match(sql_text)
+    ):
         return execute(sql_text, params, many, ctx)
     connection = ctx["connection"]
     frame = _current.get()

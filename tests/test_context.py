@@ -97,12 +97,25 @@ def test_context_is_transaction_local():
 
 
 def test_reads_are_not_prefixed(sql_log):
+    from audit_app.models import AuditEvent
+
     with audit_app.context(user=None, who="reader"):
         list(Widget.objects.all())
+        list(AuditEvent.objects.across(Widget).without_diffs())  # a read-only WITH query
         Widget.objects.create(name="w")
     statements = [q["sql"] for q in sql_log.captured_queries]
     assert [s for s in statements if "set_config" in s] == [s for s in statements if "INSERT" in s]
     assert len([s for s in statements if "set_config" in s]) == 1
+
+
+def test_writing_cte_carries_the_context():
+    with audit_app.context(user=None, via="cte"), connection.cursor() as cursor:
+        cursor.execute(
+            "WITH moved AS (INSERT INTO trackapp_widget (name, size, data, secret_token) "
+            "VALUES ('cte', 0, '{}', '') RETURNING id) SELECT count(*) FROM moved"
+        )
+        assert cursor.fetchone() == (1,)
+    assert contexts() == [{"user": None, "via": "cte"}]
 
 
 def test_executemany_carries_the_context():
