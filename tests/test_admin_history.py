@@ -217,3 +217,109 @@ def test_escaping_of_hostile_values(client, editor):
     html = client.get(reverse("admin:shop_customer_history", args=[c.pk])).content.decode()
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_every_field_kind_renders(client, editor):
+    from decimal import Decimal
+
+    with audit_app.context(user=editor.pk, username="editor"):
+        p = Product.objects.create(
+            sku="k1",
+            name="Kinds",
+            price=Decimal("1.50"),
+            attributes={"a": 1},
+            description="one two three",
+        )
+        p.price = Decimal("2.25")
+        p.attributes = {"a": 2, "b": True}
+        p.description = "one 2 three"
+        p.category = "games"
+        p.active = False
+        p.save()
+        c = Customer.objects.create(name="m", email="m@example.org", api_token="secret-token-1")
+        c.api_token = "secret-token-2"
+        c.save()
+    client.force_login(editor)
+    row = soup(client.get(reverse("admin:shop_product_history", args=[p.pk]))).select(
+        "table.audit-timeline > tbody > tr"
+    )[0]
+    assert row.select_one("tr[data-field=category] .audit-new").text.strip() == "Games"
+    assert row.select_one("tr[data-field=price] .audit-old").text.strip() == "1.50"
+    assert row.select_one("tr[data-field=active] .audit-new").text.strip() == "No"
+    assert row.select_one("tr[data-field=description] del").text == "two"
+    assert row.select_one("tr[data-field=description] ins").text == "2"
+    json_items = [li.get_text(" ", strip=True) for li in row.select("tr[data-field=attributes] li")]
+    assert json_items == ["a 1 → 2", "b added True"]
+    html = client.get(reverse("admin:shop_customer_history", args=[c.pk])).content.decode()
+    masked = soup(client.get(reverse("admin:shop_customer_history", args=[c.pk]))).select_one(
+        "tr[data-field=api_token] .audit-masked"
+    )
+    assert masked.text == "Changed (value hidden)"
+    assert "secret-token" not in html
+
+
+@pytest.mark.parametrize("case", ["missing_related", "unique", "validation", "nothing"])
+def test_revert_errors_are_shown_on_the_confirmation_page(client, editor, case):
+    with audit_app.context(user=editor.pk, username="editor"):
+        if case == "missing_related":
+            old = Customer.objects.create(name="Old", email="old@example.org")
+            obj = Order.objects.create(customer=old)
+            obj.customer = Customer.objects.create(name="New", email="new@example.org")
+            obj.save()
+            old_pk = old.pk
+            old.delete()
+            expected_text = f"Customer {old_pk} no longer exists"
+        elif case == "unique":
+            obj = Product.objects.create(sku="U-1", name="p", price=1)
+            obj.sku = "U-2"
+            obj.save()
+            Product.objects.create(sku="U-1", name="q", price=1)
+            expected_text = "sku"
+        elif case == "validation":
+            obj = Product.objects.create(sku="V-1", name="p", price=1)
+            Product.objects.filter(pk=obj.pk).update(price=-1)
+            obj.refresh_from_db()
+            obj.price = 5
+            obj.save()
+            expected_text = "passes validation"
+        else:
+            obj = Product.objects.create(sku="N-1", name="p", price=1)
+            expected_text = "already matches"
+    model = type(obj)._meta.model_name
+    events = list(AuditEvent.objects.tracks(obj))
+    target = events[-1] if case != "validation" else events[1]
+    client.force_login(editor)
+    url = reverse(f"admin:shop_{model}_audit_revert", args=[obj.pk, target.id])
+    preview = soup(client.post(url))
+    assert expected_text in " ".join(p.text for p in preview.select(".audit-problem"))
+    response = client.post(url, {"confirm": "yes"})
+    assert response.status_code == 400
+    assert expected_text in soup(response).select_one(".audit-error").text
+    assert AuditEvent.objects.tracks(obj).count() == len(events)
+
+
+def test_permission_matrix_of_history_pages(client, django_user_model, editor, viewer, order):
+    superuser = django_user_model.objects.create_superuser("root")
+    no_perms = django_user_model.objects.create_user("staff", is_staff=True)
+    first = AuditEvent.objects.tracks(order).last()
+    pages = {
+        "history": reverse("admin:shop_order_history", args=[order.pk]),
+        "version": reverse("admin:shop_order_audit_version", args=[order.pk, first.id]),
+        "compare": reverse("admin:shop_order_audit_compare", args=[order.pk]) + f"?a={first.id}",
+        "deleted": reverse("admin:shop_order_audit_deleted"),
+    }
+    expected = {
+        superuser: {"history": 200, "version": 200, "compare": 200, "deleted": 200, "revert": 200},
+        editor: {"history": 200, "version": 200, "compare": 200, "deleted": 200, "revert": 200},
+        viewer: {"history": 200, "version": 200, "compare": 200, "deleted": 200, "revert": 403},
+        no_perms: {"history": 404, "version": 404, "compare": 404, "deleted": 403, "revert": 404},
+    }
+    for user, statuses in expected.items():
+        client.force_login(user)
+        seen = {name: client.get(url).status_code for name, url in pages.items()}
+        seen["revert"] = client.post(
+            reverse("admin:shop_order_audit_revert", args=[order.pk, first.id])
+        ).status_code
+        assert seen == statuses, user.username
+    client.logout()
+    assert client.get(pages["history"]).status_code == 302  # to the login page
