@@ -16,3 +16,6 @@ class AuditAdminConfig(AppConfig):
         package = Path(__file__).resolve().parent
         if not (package / "templates").is_dir() and (package.parent / "templates").is_dir():
             self.path = str(package.parent)
+
+    def ready(self) -> None:
+        from audit_admin import checks  # noqa: F401  (registers the system checks)

@@ -68,3 +68,22 @@ def test_check_ids_are_unique(package):
         r'id="([a-z_]+\.[EWI]\d{3})"', "".join(p.read_text() for p in root.rglob("*.py"))
     )
     assert len(found) == len(set(found))
+
+
+def test_audit_admin_checks(monkeypatch):
+    from django.contrib import admin
+
+    import audit_admin.checks as admin_checks
+    from audit_admin.mixins import AuditModelAdmin
+    from tests.trackapp.models import Color
+
+    assert admin_checks.check_installed_apps() == []
+    assert admin_checks.check_history_admins() == []
+    monkeypatch.setattr(admin_checks.apps, "is_installed", lambda name: name != "django_tables2")
+    assert ids(admin_checks.check_installed_apps()) == ["audit_admin.E003"]
+    admin.site.register(Color, AuditModelAdmin)
+    try:
+        (error,) = admin_checks.check_history_admins()
+    finally:
+        admin.site.unregister(Color)
+    assert error.id == "audit_admin.E004" and "not tracked" in error.msg
