@@ -13,7 +13,6 @@ from audit_admin import history, reverts
 from audit_admin.filters import HistoryFilterSet
 from audit_admin.tables import HistoryTable
 from audit_app.models import AuditEvent
-from audit_app.tracking import event_model_of
 
 
 class AuditHistoryMixin:
@@ -102,7 +101,6 @@ class AuditHistoryMixin:
         return reverts.restore_view(self, request, event_key)
 
     def get_urls(self) -> list[Any]:
-        event_model_of(self.model)  # fail early, with the fix, on an untracked model
         prefix = f"{self.opts.app_label}_{self.opts.model_name}_audit"
         wrap = self.admin_site.admin_view
         # Before Django's own patterns, whose "<path:object_id>/" catches everything.
