@@ -127,6 +127,16 @@ class History:
         ]
 
 
+def paginate_lazily(table: Any, request: HttpRequest, per_page: int) -> None:
+    """Paginate ``table`` without counting rows; an impossible page is a 404."""
+    try:
+        RequestConfig(
+            request, paginate={"paginator_class": LazyPaginator, "per_page": per_page}
+        ).configure(table)
+    except InvalidPage as exc:
+        raise Http404("No such page.") from exc
+
+
 def object_or_404(model_admin: Any, request: HttpRequest, object_id: str) -> Any:
     """The object, if it exists and the viewer may see its history; Http404 otherwise."""
     obj = model_admin.get_object(request, unquote(object_id))
@@ -166,16 +176,7 @@ def history_view(
     else:
         events = filterset.qs
     table = model_admin.get_history_table_class(request)(events, history=history)
-    try:
-        RequestConfig(
-            request,
-            paginate={
-                "paginator_class": LazyPaginator,
-                "per_page": model_admin.get_history_paginate_by(request),
-            },
-        ).configure(table)
-    except InvalidPage as exc:
-        raise Http404("No such page of history.") from exc
+    paginate_lazily(table, request, model_admin.get_history_paginate_by(request))
     context = {
         **history.base_context(f"Change history: {obj}"),
         "table": table,

@@ -7,7 +7,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import InvalidPage
 from django.http import (
     Http404,
     HttpRequest,
@@ -16,11 +15,9 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django_tables2 import RequestConfig
-from django_tables2.paginators import LazyPaginator
 
 from audit_admin import rendering
-from audit_admin.history import History, object_or_404, parse_event_key, when
+from audit_admin.history import History, object_or_404, paginate_lazily, parse_event_key, when
 from audit_app.exceptions import RevertConflict, RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import latest_event_id, preview, revert
@@ -178,12 +175,7 @@ def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         restore=model_admin.has_restore_permission(request),
         history=history,
     )
-    try:
-        RequestConfig(
-            request, paginate={"paginator_class": LazyPaginator, "per_page": 50}
-        ).configure(table)
-    except InvalidPage as exc:
-        raise Http404("No such page.") from exc
+    paginate_lazily(table, request, 50)
     context = {
         **history.base_context(f"Deleted {model_admin.opts.verbose_name_plural}"),
         "table": table,
