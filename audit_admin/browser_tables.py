@@ -1,0 +1,300 @@
+"""The event browser's django-tables2 table.
+
+A page is resolved in bulk when its first cell renders: the objects' labels (one query
+per model on the page), the users (one query), the foreign-key labels of the diffs (one
+query per related model). No cell runs a query of its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import django_tables2 as tables
+from django.apps import apps
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.text import capfirst
+
+from audit_admin import rendering
+from audit_admin.history import when
+from audit_app.diff import event_changes, to_python
+from audit_app.models import AuditEvent
+
+# How many changed field names the collapsed diff summary lists.
+SUMMARY_FIELDS = 4
+
+
+@dataclass
+class ObjectInfo:
+    """What a row shows of its object: label, whether it exists, the viewer's links."""
+
+    label: str
+    exists: bool
+    change_url: str | None = None
+    history_url: str | None = None
+    version_url: str | None = None
+
+
+class PageResolver:
+    """Everything the rows of one page need from the database, fetched in bulk."""
+
+    def __init__(self, request: HttpRequest, admin_site: Any, browser_url: str) -> None:
+        self.request = request
+        self.admin_site = admin_site
+        self.browser_url = browser_url
+        self.objects: dict[str, ObjectInfo] = {}
+        self.shown: dict[str, list[rendering.Shown]] = {}
+        self.usernames: dict[Any, str] = {}
+        self.user_admin_urls: dict[Any, str] = {}
+
+    def filter_url(self, **params: Any) -> str:
+        """The browser filtered by ``params`` only (a fresh question, not a refinement)."""
+        return f"{self.browser_url}?{urlencode(params)}"
+
+    def resolve(self, records: list[AuditEvent]) -> None:
+        self._resolve_objects(records)
+        self._resolve_changes(records)
+        self._resolve_users(records)
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def _admin_for(self, model: type[models.Model]) -> Any:
+        registry = self.admin_site._registry
+        # A tracked proxy (e.g. of the user model) is usually administered as its table's
+        # concrete model: link there, the row is the same.
+        return registry.get(model) or registry.get(model._meta.concrete_model)
+
+    def _url(self, model_admin: Any, view: str, *args: Any) -> str | None:
+        opts = model_admin.opts
+        try:
+            return reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}", args=args
+            )
+        except NoReverseMatch:
+            return None
+
+    def _resolve_objects(self, records: list[AuditEvent]) -> None:
+        by_model: dict[str, list[AuditEvent]] = defaultdict(list)
+        for record in records:
+            by_model[record.obj_model].append(record)
+        for label, group in by_model.items():
+            model = apps.get_model(label)
+            pk_field = model._meta.concrete_model._meta.pk
+            found = model._default_manager.in_bulk({to_python(pk_field, r.obj_id) for r in group})
+            live = {str(pk): obj for pk, obj in found.items()}
+            model_admin = self._admin_for(model)
+            for record in group:
+                self.objects[record.id] = self._object_info(model, model_admin, record, live)
+
+    def _object_info(
+        self, model: type[models.Model], model_admin: Any, record: AuditEvent, live: dict
+    ) -> ObjectInfo:
+        obj = live.get(record.obj_id)
+        if obj is None:
+            from audit_admin.reverts import deleted_label
+
+            return ObjectInfo(deleted_label(model, record), exists=False)
+        info = ObjectInfo(str(obj), exists=True)
+        if model_admin is None:
+            return info
+        pk = quote(obj.pk)
+        if model_admin.has_view_or_change_permission(self.request, obj):
+            info.change_url = self._url(model_admin, "change", pk)
+        has_history = getattr(model_admin, "has_history_permission", None)
+        if has_history is not None and has_history(self.request, obj):
+            info.history_url = self._url(model_admin, "history", pk)
+            info.version_url = self._url(model_admin, "audit_version", pk, record.id)
+        return info
+
+    # -- diffs -------------------------------------------------------------------------------
+
+    def _resolve_changes(self, records: list[AuditEvent]) -> None:
+        per_record = {r.id: event_changes(r) for r in records}
+        shown = rendering.prepare(
+            [c for changes in per_record.values() for c in changes],
+            self.request,
+            self.admin_site,
+        )
+        by_change = {id(s.change): s for s in shown}
+        self.shown = {key: [by_change[id(c)] for c in cs] for key, cs in per_record.items()}
+
+    # -- users -------------------------------------------------------------------------------
+
+    def _resolve_users(self, records: list[AuditEvent]) -> None:
+        pks = {r.metadata.get("user") for r in records} - {None}
+        if not pks:
+            return
+        user_model = get_user_model()
+        pk_field = user_model._meta.pk
+        try:
+            pks = {pk_field.to_python(pk) for pk in pks}
+        except (ValidationError, TypeError):  # foreign metadata: leave the users unlinked
+            return
+        self.usernames = dict(
+            user_model._default_manager.filter(pk__in=pks).values_list(
+                "pk", user_model.USERNAME_FIELD
+            )
+        )
+        user_admin = self.admin_site._registry.get(user_model)
+        if user_admin is not None and user_admin.has_view_or_change_permission(self.request):
+            for pk in self.usernames:
+                url = self._url(user_admin, "change", quote(pk))
+                if url:
+                    self.user_admin_urls[pk] = url
+
+    def user_of(self, record: AuditEvent) -> tuple[Any, str | None]:
+        """(pk or None, username now) of the record's user; None when deleted or unknown."""
+        pk = record.metadata.get("user")
+        if pk is None:
+            return None, None
+        try:
+            pk = get_user_model()._meta.pk.to_python(pk)
+        except (ValidationError, TypeError):
+            return None, None
+        return pk, self.usernames.get(pk)
+
+
+def _row_id(record: AuditEvent) -> str:
+    return f"event-{record.event_model.lower()}-{record.event_id}"
+
+
+class EventTable(tables.Table):
+    """The global event stream, newest first (the order is the view's, never a column's).
+
+    Computed columns read ``id``: django-tables2 resolves a column's accessor before
+    rendering it, and ``AuditEvent.user`` would cost a query per row.
+    """
+
+    selected = tables.CheckBoxColumn(
+        accessor="id",
+        attrs={
+            "th": {"class": "action-checkbox-column"},
+            "td": {"class": "action-checkbox"},
+            "th__input": {"id": "action-toggle", "aria-label": "Select all events of this page"},
+            "td__input": {
+                "class": "action-select",
+                "name": ACTION_CHECKBOX_NAME,
+                "aria-label": lambda record: f"Select event {record.id}",
+            },
+        },
+    )
+    created_at = tables.Column(verbose_name="Time", orderable=False)
+    user = tables.Column(accessor="id", empty_values=(), verbose_name="User", orderable=False)
+    action = tables.Column(accessor="id", empty_values=(), verbose_name="Action", orderable=False)
+    model = tables.Column(accessor="id", empty_values=(), verbose_name="Model", orderable=False)
+    object = tables.Column(accessor="id", empty_values=(), verbose_name="Object", orderable=False)
+    changes = tables.Column(
+        accessor="id", empty_values=(), verbose_name="Changed fields", orderable=False
+    )
+    request = tables.Column(accessor="id", empty_values=(), verbose_name="Request", orderable=False)
+
+    class Meta:
+        sequence = (
+            "selected", "created_at", "user", "action", "model", "object", "changes", "request",
+        )  # fmt: skip
+        template_name = "audit_admin/includes/table.html"
+        # Django's actions.js finds the table by this id (select all, counter).
+        attrs = {"id": "result_list", "class": "audit-events"}
+        row_attrs = {"id": _row_id, "data-event": lambda record: record.id}
+        orderable = False
+        empty_text = "No events match."
+
+    def __init__(self, *args: Any, resolver: PageResolver, **kwargs: Any) -> None:
+        self.resolver = resolver
+        self._resolved = False
+        super().__init__(*args, **kwargs)
+
+    def get_column_class_names(self, classes_set: set[str], bound_column: Any) -> set[str]:
+        # Per-column classes for the stylesheet (positions change with the actions).
+        classes = super().get_column_class_names(classes_set, bound_column)
+        classes.add(f"audit-col-{bound_column.name}")
+        return classes
+
+    def _page(self) -> PageResolver:
+        if not self._resolved:
+            # First cell of the page: fetch what every row needs at once.
+            rows = self.page.object_list if hasattr(self, "page") else self.rows
+            self.resolver.resolve([row.record for row in rows])
+            self._resolved = True
+        return self.resolver
+
+    def render_created_at(self, record: AuditEvent) -> str:
+        url = self._page().objects[record.id].version_url
+        moment = when(record.created_at)
+        if url:
+            return format_html('<a class="audit-version-link" href="{}">{}</a>', url, moment)
+        return format_html("<span>{}</span>", moment)
+
+    def render_user(self, record: AuditEvent) -> str:
+        page = self._page()
+        pk, current = page.user_of(record)
+        name = record.username
+        if not name and record.metadata.get("command"):
+            name = f"command: {record.metadata['command']}"
+        return render_to_string(
+            "audit_admin/events/cells/user.html",
+            {
+                "name": name,
+                "filter_url": (
+                    page.filter_url(user=current or f"#{pk}") if pk is not None else None
+                ),
+                "admin_url": page.user_admin_urls.get(pk),
+            },
+        )
+
+    def render_action(self, record: AuditEvent) -> str:
+        return format_html('<span class="audit-action audit-action-{0}">{0}</span>', record.action)
+
+    def render_model(self, record: AuditEvent) -> str:
+        model = apps.get_model(record.obj_model)
+        return format_html(
+            '<a class="audit-model-link" href="{}">{}</a>',
+            self._page().filter_url(model=model._meta.label_lower),
+            str(model._meta.verbose_name).capitalize(),
+        )
+
+    def render_object(self, record: AuditEvent) -> str:
+        return render_to_string(
+            "audit_admin/events/cells/object.html",
+            {"record": record, "info": self._page().objects[record.id]},
+        )
+
+    def render_changes(self, record: AuditEvent) -> str:
+        shown = self._page().shown.get(record.id, [])
+        names = [str(s.verbose_name) for s in shown]
+        if record.diff is None and names:
+            summary = f"{len(names)} field{'s' if len(names) != 1 else ''} recorded"
+        else:
+            summary = capfirst(", ".join(names[:SUMMARY_FIELDS]))
+            if len(names) > SUMMARY_FIELDS:
+                summary += f" and {len(names) - SUMMARY_FIELDS} more"
+        return render_to_string(
+            "audit_admin/events/cells/changes.html",
+            {
+                "summary": summary,
+                "diff": rendering.render_changes(shown, compact=True) if shown else "",
+            },
+        )
+
+    def render_request(self, record: AuditEvent) -> str:
+        meta = record.metadata
+        request_id = meta.get("request_id")
+        return render_to_string(
+            "audit_admin/events/cells/request.html",
+            {
+                "meta": meta,
+                "request_url": (
+                    self._page().filter_url(request_id=request_id) if request_id else None
+                ),
+            },
+        )
