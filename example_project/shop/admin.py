@@ -6,9 +6,12 @@ the history timeline, versions, compare, revert and restore of deleted objects.
 
 import django
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.db import models
 
 from audit_admin import AuditHistoryMixin
+from audit_admin.activity import AuditActivityMixin
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
 
 
@@ -86,3 +89,13 @@ class OrderItemAdmin(AuditHistoryMixin, admin.ModelAdmin):
     list_filter = ("product__category",)
     search_fields = ("product__name", "product__sku", "order__customer__name")
     autocomplete_fields = ("order", "product")
+
+
+# Django's own UserAdmin, plus an "Activity" button that opens the event browser
+# filtered to the user.
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ShopUserAdmin(AuditActivityMixin, UserAdmin):
+    pass
