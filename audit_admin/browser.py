@@ -279,7 +279,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             state.notices.append(f"There are no events on page {page}; the last one comes earlier.")
             table = table_class(state.queryset.none(), resolver=resolver, exclude=exclude)
             table.paginate(paginator_class=LazyPaginator, per_page=per_page, page=1)
-        total, exact = self.estimate(state.queryset, table, page, per_page)
+        total, total_kind = self.estimate(state.queryset, table, page, per_page)
         user_options_id = self.offer_user_suggestions(request, state.filterset)
         opts = self.opts
         request.current_app = self.admin_site.name
@@ -297,7 +297,8 @@ class AuditEventAdmin(admin.ModelAdmin):
             "errors": state.errors,
             "notices": state.notices,
             "total": formats.number_format(total, force_grouping=True),
-            "total_exact": exact,
+            "total_kind": total_kind,
+            "total_count": total,
             "sort": "oldest" if request.GET.get("sort") == "oldest" else "newest",
             "sort_urls": {
                 "newest": self.querystring(request, sort=None) or "?",
@@ -341,21 +342,22 @@ class AuditEventAdmin(admin.ModelAdmin):
         form.fields["action"].choices = choices
         return form
 
-    def estimate(self, queryset: Any, table: Any, page: int, per_page: int) -> tuple[int, bool]:
-        """(total, exact): exact when this page shows the end, else the planner's estimate.
+    def estimate(self, queryset: Any, table: Any, page: int, per_page: int) -> tuple[int, str]:
+        """(total, how): "exact" when this page shows the end, else the planner's estimate
+        ("about"), or "at least" the rows seen so far when the planner guesses fewer.
 
         Never a COUNT(*): on millions of events it would cost more than the page itself.
         """
         rows = len(table.page.object_list)
         has_next = table.page.has_next()
         if page == 1 and not has_next:
-            return rows, True
+            return rows, "exact"
         seen = (page - 1) * per_page + rows + (1 if has_next else 0)
         try:
             estimate = queryset.estimated_count()
         except EmptyResultSet:
             estimate = 0
-        return max(estimate, seen), False
+        return (estimate, "about") if estimate > seen else (seen, "at least")
 
     def export_urls(self, request: HttpRequest) -> dict[str, str]:
         if not self.has_export_permission(request):
