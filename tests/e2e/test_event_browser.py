@@ -69,6 +69,7 @@ def test_filter_by_user_then_by_request_id(seeded, login):
         for summary in page.locator(".audit-changes summary").all()[:2]:
             summary.click()
         screenshot(page, "browser")
+        browser(page)
 
     page.locator("#id_user").fill("editor")
     page.get_by_role("button", name="Apply").click()
