@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from psycopg.pq import TransactionStatus
+
 from audit_app import conf, sql
 from audit_app.exceptions import ContextError
 
@@ -155,14 +157,44 @@ def disable_tracking(reason: str) -> Iterator[None]:
 
 # Statements that can change rows. Plain SELECTs, DDL and transaction control are
 # left alone (a function called from a SELECT that writes is the one blind spot,
-# documented in docs/context.md).
-_WRITE_RE = re.compile(r"\A\s*(?:INSERT|UPDATE|DELETE|MERGE|COPY|CALL|DO)\b", re.IGNORECASE)
+# documented in docs/context.md). Leading blanks, comments and parentheses are skipped.
+_LEAD = r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*"
+_WRITE_RE = re.compile(_LEAD + r"(?:INSERT|UPDATE|DELETE|MERGE|COPY|CALL|DO)\b", re.I | re.S)
 # A WITH query writes only through a data-modifying CTE, which names one of these. A
 # read that merely mentions a word (say, a label 'delete') gets a harmless prefix.
-_CTE_WRITE_RE = re.compile(
-    r"\A\s*WITH\b.*\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE | re.DOTALL
-)
+_CTE_WRITE_RE = re.compile(_LEAD + r"WITH\b.*\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I | re.S)
 _EMPTY = sql_string("")
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether the next statement runs in a transaction that outlives it."""
+    if connection.in_atomic_block or not connection.get_autocommit():
+        return True
+    # A transaction opened by hand (a raw BEGIN) is invisible to Django.
+    raw = connection.connection
+    return raw is not None and raw.info.transaction_status != TransactionStatus.IDLE
+
+
+def settings_prefix(connection: Any) -> str | None:
+    """The ``SELECT set_config(...)`` a write on ``connection`` needs first, or None.
+
+    Settings made earlier in the same transaction stay visible until it ends, so once
+    they were set inside a transaction, later writes there must reset them.
+    """
+    frame = _current.get()
+    disabled = _disabled.get()
+    in_transaction = _in_transaction(connection)
+    stale = in_transaction and getattr(connection, "_audit_settings_dirty", False)
+    if frame is None and disabled is None and not stale:
+        connection._audit_settings_dirty = False
+        return None
+    connection._audit_settings_dirty = in_transaction
+    return sql.set_config_sql(
+        [
+            (sql.CONTEXT_GUC, frame.literal if frame else _EMPTY),
+            (sql.DISABLED_GUC, disabled or _EMPTY),
+        ]
+    )
 
 
 def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ctx: dict) -> Any:
@@ -171,27 +203,13 @@ def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ct
         _WRITE_RE.match(sql_text) or _CTE_WRITE_RE.match(sql_text)
     ):
         return execute(sql_text, params, many, ctx)
-    connection = ctx["connection"]
-    frame = _current.get()
-    disabled = _disabled.get()
-    in_transaction = connection.in_atomic_block
-    # Settings made earlier in the same transaction stay visible until it ends, so
-    # once we set them inside a transaction, later writes there must reset them.
-    stale = in_transaction and getattr(connection, "_audit_settings_dirty", False)
-    if frame is None and disabled is None and not stale:
-        connection._audit_settings_dirty = False
+    prefix = settings_prefix(ctx["connection"])
+    if prefix is None:
         return execute(sql_text, params, many, ctx)
-    connection._audit_settings_dirty = in_transaction
-    prefix = sql.set_config_sql(
-        [
-            (sql.CONTEXT_GUC, frame.literal if frame else _EMPTY),
-            (sql.DISABLED_GUC, disabled or _EMPTY),
-        ]
-    )
-    if params is not None:
-        prefix = prefix.replace("%", "%%")
     if many:
         return _execute_many(execute, prefix, sql_text, params, ctx)
+    if params is not None:
+        prefix = prefix.replace("%", "%%")
     result = execute(f"{prefix}; {sql_text}", params, many, ctx)
     # The cursor now points at the set_config result; move it to the statement's own.
     ctx["cursor"].nextset()
@@ -204,14 +222,50 @@ def _execute_many(execute: Callable, prefix: str, sql_text: str, params: Any, ct
     # executemany cannot carry a second statement: set the context first, in the same
     # transaction as the statements (atomic() makes one in autocommit mode).
     with transaction.atomic(using=ctx["connection"].alias):
-        ctx["cursor"].cursor.execute(prefix.replace("%%", "%"))
+        ctx["cursor"].cursor.execute(prefix)
         return execute(sql_text, params, True, ctx)
+
+
+class _CopyMixin:
+    """``cursor.copy()`` that carries the context, like every other write.
+
+    psycopg's ``copy()`` (the only way to run ``COPY ... FROM STDIN``) does not go
+    through Django's execute wrappers, so the settings are sent first, in the same
+    transaction (atomic() makes one in autocommit mode).
+    """
+
+    @contextmanager
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
+        from django.db import transaction
+
+        with transaction.atomic(using=self.db.alias):
+            prefix = settings_prefix(self.db)
+            if prefix is not None:
+                self.cursor.execute(prefix)
+            with self.cursor.copy(statement, params, **kwargs) as copy:
+                yield copy
+
+
+_cursor_classes: dict[type, type] = {}
+
+
+def _with_copy(wrapper: Any) -> Any:
+    base = type(wrapper)
+    if base not in _cursor_classes:
+        _cursor_classes[base] = type(base.__name__, (_CopyMixin, base), {})
+    wrapper.__class__ = _cursor_classes[base]
+    return wrapper
 
 
 def install(connection: Any) -> None:
     """Add the context hand-over to a database connection (PostgreSQL only)."""
     if connection.vendor != "postgresql":
         return
+    if not getattr(connection, "_audit_cursors", False):
+        make_cursor, make_debug_cursor = connection.make_cursor, connection.make_debug_cursor
+        connection.make_cursor = lambda cursor: _with_copy(make_cursor(cursor))
+        connection.make_debug_cursor = lambda cursor: _with_copy(make_debug_cursor(cursor))
+        connection._audit_cursors = True
     if inject_context not in connection.execute_wrappers:
         # First in the list: Django's execute_wrapper() context manager pops the last
         # wrapper on exit, which must never be ours.

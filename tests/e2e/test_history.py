@@ -50,7 +50,7 @@ def test_editor_edits_sees_the_diff_and_reverts(seeded, login, dialogs):
     expect(page.locator(".messagelist .success")).to_contain_text("was changed successfully")
 
     page.goto(reverse("admin:shop_order_change", args=[order.pk]))
-    page.get_by_role("link", name="History").click()
+    page.get_by_role("link", name="History", exact=True).click()
     newest = page.locator("table.audit-timeline > tbody > tr").first
     expect(newest.locator(".audit-action")).to_have_text("changed")
     expect(newest.locator("tr[data-field=status] .audit-new")).to_have_text("Shipped")
@@ -76,7 +76,7 @@ def test_editor_edits_sees_the_diff_and_reverts(seeded, login, dialogs):
     expect(page.locator(".messagelist .success")).to_contain_text("was reverted")
     order.refresh_from_db()
     assert order.status != "shipped"
-    page.get_by_role("link", name="History").click()
+    page.get_by_role("link", name="History", exact=True).click()
     expect(
         page.locator("table.audit-timeline > tbody > tr").first.locator(".audit-action")
     ).to_have_text("reverted")

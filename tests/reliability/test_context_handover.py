@@ -1,8 +1,7 @@
 """Context hand-over on the less common write paths (research C2-C12, "never silently NULL").
 
-The tests marked xfail document defects found by this suite in ``audit_app.runtime``;
-each fails today (``strict=True``) and passes once the fix lands, which then turns the
-marker into an error to remove.
+Three of these found defects in ``audit_app.runtime`` (a transaction opened without
+atomic(), a write starting with a comment, COPY ... FROM STDIN), now fixed.
 """
 
 import pytest
@@ -39,13 +38,6 @@ def test_context_and_bypass_end_with_their_block_inside_atomic():
     assert list(Bypass.objects.values_list("reason", "row_count")) == [("bulk", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime.inject_context decides whether transaction-local settings may still "
-    "be set from connection.in_atomic_block only; in a transaction opened without atomic() "
-    "(set_autocommit(False), or a raw BEGIN) a closed context is attached to later writes "
-    "and a closed disable_tracking() block keeps capture off for them",
-)
 @pytest.mark.parametrize("opened_by", ["set_autocommit", "raw_begin"])
 def test_context_and_bypass_end_with_their_block_in_a_manual_transaction(opened_by):
     if opened_by == "set_autocommit":
@@ -74,12 +66,6 @@ def test_context_and_bypass_end_with_their_block_in_a_manual_transaction(opened_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime._WRITE_RE matches the first keyword only at the very start of the "
-    "statement: a write that starts with an SQL comment gets no context (NULL, or a stale "
-    "one inside a transaction)",
-)
 def test_a_write_that_starts_with_a_comment_carries_the_context():
     with audit_app.context(who="a"), connection.cursor() as cursor:
         cursor.execute("-- backfill, ticket 42\n" + INSERT.format("line comment"))
@@ -87,12 +73,6 @@ def test_a_write_that_starts_with_a_comment_carries_the_context():
     assert events() == [("line comment", {"who": "a"}), ("block comment", {"who": "a"})]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="psycopg's cursor.copy() (the only way to run COPY ... FROM STDIN) bypasses "
-    "Django's execute wrappers: rows loaded by COPY get no context, or a stale one inside "
-    "a transaction, although docs/context.md lists COPY among the statements that carry it",
-)
 def test_copy_from_stdin_carries_the_context():
     statement = "COPY trackapp_widget (name, size, data, secret_token) FROM STDIN"
     with audit_app.context(who="a"), connection.cursor() as cursor:
