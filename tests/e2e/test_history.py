@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def dialogs(page):
 
 
 def shoot(page, name: str) -> None:
+    """Refresh the documentation's screenshots when AUDIT_SCREENSHOTS=1 is set."""
+    if not os.environ.get("AUDIT_SCREENSHOTS"):
+        return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": 900})
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
