@@ -53,7 +53,7 @@ class AuditHistoryMixin:
 
     def get_history_queryset(self, request: HttpRequest, obj: Any) -> Any:
         """The events of ``obj`` shown on its timeline (its parents' tables included)."""
-        return AuditEvent.objects.tracks(obj)
+        return AuditEvent.objects.tracks(obj).select_related("context")
 
     def get_history_paginate_by(self, request: HttpRequest) -> int:
         return self.history_paginate_by

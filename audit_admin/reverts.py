@@ -165,7 +165,9 @@ def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     from audit_admin.tables import DeletedTable
 
     history = History(model_admin, request, None)
-    events = AuditEvent.objects.across(model_admin.model).deleted().without_diffs()
+    events = (
+        AuditEvent.objects.across(model_admin.model).deleted().without_diffs()
+    ).select_related("context")
     search = request.GET.get("q", "")[:200]
     if search:
         events = events.filter(data__icontains=search)

@@ -109,7 +109,9 @@ def branch_sql(
     spec = event_model.audit_spec
     label = event_model._meta.label
     tracked = event_model.audit_tracked_model._meta.label
-    where = " AND ".join(f"({f})" for f, _ in filters) or "TRUE"
+    # No "WHERE TRUE" filler: a branch with a WHERE clause of its own is planned on
+    # its own, so the newest-first page could no longer merge the per-table indexes.
+    where = " AND ".join(f"({f})" for f, _ in filters)
     params = tuple(p for _, ps in filters for p in ps)
     return (
         f"SELECT {sql.literal(event_model._meta.label_lower + ':')} || e.audit_id AS id, "
@@ -119,7 +121,8 @@ def branch_sql(
         f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
         f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
         + (f", {previous_sql(event_model)} AS prev_data" if previous else "")
-        + f" FROM {sql.quote(spec.event_table)} AS e WHERE {where}",
+        + f" FROM {sql.quote(spec.event_table)} AS e"
+        + (f" WHERE {where}" if where else ""),
         params,
     )
 
@@ -249,7 +252,17 @@ class AuditEventQuerySet(models.QuerySet):
             pk_field = tracked._meta.pk
             values = [pk_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
             column = sql.quote(event_model.audit_spec.pk_column)
-            filters[event_model._meta.label_lower] = ((f"e.{column} = ANY(%s)", (values,)),)
+            # One key: "=" lets the (object, created_at, id) index return the history
+            # already in order, so a page of a long history reads only that page.
+            clause = (
+                (f"e.{column} = %s", (values[0],))
+                if len(values) == 1
+                else (
+                    f"e.{column} = ANY(%s)",
+                    (values,),
+                )
+            )
+            filters[event_model._meta.label_lower] = (clause,)
         return self._narrow(filters)
 
     def references(self, *objs: Any) -> AuditEventQuerySet:

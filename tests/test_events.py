@@ -60,7 +60,7 @@ def test_tracks_pushes_a_typed_key_filter_into_the_branch(shop):
         events = list(AuditEvent.objects.tracks(shop["order"]).without_diffs())
     assert [e.label for e in events] == ["update", "insert"]
     (query,) = ctx.captured_queries
-    assert 'FROM "shop_orderevent" AS e WHERE (e."id" = ANY(' in query["sql"]
+    assert 'FROM "shop_orderevent" AS e WHERE (e."id" = ' in query["sql"]
     assert "shop_customerevent" not in query["sql"]
 
 
@@ -125,3 +125,15 @@ def test_values_and_event_model_instances(shop):
     Widget.objects.create(name="w")
     rows = list(AuditEvent.objects.across(Widget).values("label", "obj_model"))
     assert rows == [{"label": "insert", "obj_model": "trackapp.Widget"}]
+
+
+def test_newest_page_merges_the_per_table_indexes():
+    """No WHERE filler in unfiltered branches: each table's (created_at, id) index is
+    merged, so a page reads a page (a regression at 400k events: 1.2 s instead of 3 ms)."""
+    qs = AuditEvent.objects.all()[:50]
+    statement, params = qs.query.get_compiler("default").as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute("EXPLAIN " + statement, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Merge Append" in plan and "Sort  " not in plan
