@@ -171,7 +171,6 @@ def preview(
     model = version.tracked_model
     using = using or router.db_for_write(model)
     masked = version.event_model.audit_masked
-    pk_name = version.event_model.audit_fields[0][0]
     recorded = [name for name, _ in version.event_model.audit_fields[1:]]
     if fields is not None:
         unknown = sorted(set(fields) - set(recorded))
@@ -192,6 +191,7 @@ def preview(
         set_names = chosen
         current = None
     else:
+        # A second instance: `obj` keeps showing the object as it is now.
         target = model._default_manager.using(using).get(pk=version.pk)
         current = current_data(obj, version.event_model)
         set_names = [
@@ -207,7 +207,7 @@ def preview(
     changes = field_changes(model, {n: (current or {}).get(n) for n in set_names}, wanted)
     resolve_related(changes, using)
     plan = RevertPlan(version, obj, target, set_names, changes, skipped)
-    plan.problems = _problems(plan, pk_name, expected_event_id, using)
+    plan.problems = _problems(plan, expected_event_id, using)
     return plan
 
 
@@ -218,9 +218,7 @@ def _field(model: type[models.Model], name: str) -> models.Field | None:
         return None
 
 
-def _problems(
-    plan: RevertPlan, pk_name: str, expected: int | None, using: str
-) -> list[RevertError]:
+def _problems(plan: RevertPlan, expected: int | None, using: str) -> list[RevertError]:
     model = plan.version.tracked_model
     problems: list[RevertError] = []
     if not plan.fields and not plan.is_restore:
