@@ -13,7 +13,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import formats, timezone
-from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
 from audit_admin import rendering
@@ -127,12 +126,24 @@ class History:
         ]
 
 
+# A page number the database can turn into an OFFSET (deeper pages hold no rows anyway).
+_PAGE_RE = re.compile(r"[1-9][0-9]{0,8}")
+
+
 def paginate_lazily(table: Any, request: HttpRequest, per_page: int) -> None:
-    """Paginate ``table`` without counting rows; an impossible page is a 404."""
+    """Paginate ``table`` without counting rows; an impossible page is a 404.
+
+    Only the page number comes from the query string, and only as 1 to 9 ASCII digits
+    without a leading zero: the order and the page size are the admin's.
+    (django-tables2's ``RequestConfig`` would also take ``sort`` and ``per_page`` from
+    it, and pass numbers past bigint on to the database.)
+    """
+    raw = request.GET.get(table.prefixed_page_field) or "1"
+    if not _PAGE_RE.fullmatch(raw):
+        raise Http404("No such page.")
+    table.request = request
     try:
-        RequestConfig(
-            request, paginate={"paginator_class": LazyPaginator, "per_page": per_page}
-        ).configure(table)
+        table.paginate(paginator_class=LazyPaginator, per_page=per_page, page=int(raw))
     except InvalidPage as exc:
         raise Http404("No such page.") from exc
 

@@ -169,7 +169,10 @@ def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         AuditEvent.objects.across(model_admin.model).deleted().without_diffs()
     ).select_related("context")
     search = request.GET.get("q", "")[:200]
-    if search:
+    if "\x00" in search:
+        # No stored text holds NUL (PostgreSQL refuses it), so nothing matches.
+        events = events.none()
+    elif search:
         events = events.filter(data__icontains=search)
     table = DeletedTable(
         events,
