@@ -2,8 +2,7 @@
 
 ``product_urls()`` reads the URL resolver, so a view added to ``AuditHistoryMixin`` or
 ``AuditEventAdmin`` is swept, checked for headers and permissions without editing the
-tests. ``Shop`` holds a live object, one of its events and a deleted object for every
-model administered with ``AuditHistoryMixin``.
+tests. The data (users, a shop) is built by ``tests/security/world.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote as urlquote
@@ -20,19 +19,16 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib import admin
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import Permission
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import DatabaseError, connection, models, transaction
 from django.http import QueryDict
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils.functional import cached_property
 
-import audit_app
 from audit_admin import AuditHistoryMixin
 from audit_admin.browser import AuditEventAdmin
-from audit_app.models import AuditEvent
 from audit_app.tracking import tracked_models
-from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
+from tests.security.world import Shop, Users, build_shop, make_users
 
 PLACEHOLDER = "zzplaceholder{}zz"
 
@@ -115,148 +111,12 @@ def mixin_admins() -> list[Any]:
     return [ma for ma in admin.site._registry.values() if isinstance(ma, AuditHistoryMixin)]
 
 
-# -- users ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Users:
-    superuser: Any
-    editor: Any  # staff, every shop permission, revert and export
-    viewer: Any  # staff, view-only on the shop
-    nobody: Any  # staff without any model permission
-    civilian: Any  # active, not staff
-    cathy: Any  # staff, may view customers only (and export)
-
-    def all(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+# -- fixtures ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def users(django_user_model) -> Users:
-    def make(username: str, *, staff: bool = True, perms: Any = None) -> Any:
-        user = django_user_model.objects.create_user(username, password=username, is_staff=staff)
-        if perms is not None:
-            user.user_permissions.set(perms)
-        return user
-
-    shop_perms = Permission.objects.filter(content_type__app_label="shop")
-    return Users(
-        superuser=django_user_model.objects.create_superuser("root", password="root"),
-        editor=make(
-            "editor",
-            perms=shop_perms
-            | Permission.objects.filter(codename__in=["revert_auditevent", "export_auditevent"]),
-        ),
-        viewer=make("viewer", perms=shop_perms.filter(codename__startswith="view_")),
-        nobody=make("nobody"),
-        civilian=make("civilian", staff=False, perms=shop_perms),
-        cathy=make(
-            "cathy",
-            perms=Permission.objects.filter(codename__in=["view_customer", "export_auditevent"]),
-        ),
-    )
-
-
-# -- the shop ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    """What the sweep needs of one model: a live object, its latest and first event,
-    and a deleted object's delete event."""
-
-    obj: Any
-    event_key: str  # the live object's latest event
-    first_key: str  # the live object's first event (a version to revert to)
-    deleted_key: str  # the delete event of another object of the model
-    other_key: str  # an event of that other (deleted) object
-
-
-@dataclass
-class Shop:
-    samples: dict[type[models.Model], Sample] = field(default_factory=dict)
-
-    def sample(self, model: type[models.Model]) -> Sample:
-        assert model in self.samples, (
-            f"{model._meta.label} has AuditHistoryMixin but the security fixture creates no "
-            "object of it: add it to tests/security/conftest.py::_make_objects."
-        )
-        return self.samples[model]
-
-
-# One change per model, for a second event: (field, new value).
-CHANGES: dict[type[models.Model], Any] = {
-    Customer: lambda obj, name: ("phone", f"{name} 555"),
-    Tag: lambda obj, name: ("name", obj.name + "-x"),
-    Product: lambda obj, name: ("description", f"{name} (changed)"),
-    DigitalProduct: lambda obj, name: ("description", f"{name} (changed)"),
-    Order: lambda obj, name: ("notes", f"{name} (changed)"),
-    OrderItem: lambda obj, name: ("quantity", 2),
-}
-
-
-def _make_objects(name: str, marker: str) -> dict[type[models.Model], tuple[Any, Any]]:
-    """A live and a to-be-deleted object of each administered shop model."""
-    out: dict[type[models.Model], tuple[Any, Any]] = {}
-    customers = [
-        Customer.objects.create(name=f"{name} {i}", email=f"{marker}{i}@example.org")
-        for i in range(2)
-    ]
-    out[Customer] = (customers[0], customers[1])
-    out[Tag] = tuple(Tag.objects.create(name=f"{marker}-tag-{i}") for i in range(2))
-    out[Product] = tuple(
-        Product.objects.create(sku=f"{marker}-p{i}", name=f"{name} product {i}", price=3)
-        for i in range(2)
-    )
-    out[DigitalProduct] = tuple(
-        DigitalProduct.objects.create(
-            sku=f"{marker}-d{i}", name=f"{name} ebook {i}", price=4, download_url="https://x.test/"
-        )
-        for i in range(2)
-    )
-    orders = [Order.objects.create(customer=customers[0], notes=name) for _ in range(2)]
-    out[Order] = tuple(orders)
-    out[OrderItem] = tuple(
-        OrderItem.objects.create(order=orders[0], product=out[Product][0]) for _ in range(2)
-    )
-    return out
-
-
-def build_shop(name: str = "Sample", marker: str = "s", actor: Any = None) -> Shop:
-    """Objects of every administered model, each created and changed, plus a deleted one."""
-    shop = Shop()
-    user_pk = actor.pk if actor is not None else None
-    username = actor.get_username() if actor is not None else "seed"
-    with audit_app.context(user=user_pk, username=username, request_id=f"{marker}-seed"):
-        made = _make_objects(name, marker)
-        made[Product][0].tags.add(made[Tag][0])
-        for model, objs in made.items():
-            for obj in objs:
-                field, value = CHANGES[model](obj, name)
-                setattr(obj, field, value)
-                obj.save()
-        for model, (live, gone) in made.items():
-            gone_pk = gone.pk
-            gone_first = AuditEvent.objects.tracks(gone).order_by("created_at", "event_id")[0].id
-            gone.delete()
-            deleted = (
-                AuditEvent.objects.across(model)
-                .deleted()
-                .filter(obj_id=str(gone_pk))
-                .without_diffs()
-                .get()
-            )
-            events = list(
-                AuditEvent.objects.across(model).tracks(live).order_by("created_at", "event_id")
-            )
-            shop.samples[model] = Sample(
-                obj=live,
-                event_key=events[-1].id,
-                first_key=events[0].id,
-                deleted_key=deleted.id,
-                other_key=gone_first,
-            )
-    return shop
+    return make_users()
 
 
 @pytest.fixture

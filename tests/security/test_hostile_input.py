@@ -39,7 +39,6 @@ from django.test import Client
 from shop.models import Order
 from tests.security.conftest import (
     ProductUrl,
-    Shop,
     isolated,
     pk_of,
     product_urls,
@@ -47,6 +46,7 @@ from tests.security.conftest import (
     state_changes,
     unsafe_urls,
 )
+from tests.security.world import Shop
 
 pytestmark = pytest.mark.django_db
 
