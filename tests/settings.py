@@ -10,3 +10,8 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.trackapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
 DEBUG = False
 ROOT_URLCONF = "tests.urls"
+
+# Sends TEST_CONTENT_SECURITY_POLICY as a Content-Security-Policy header when a test
+# sets it (tests/e2e/test_csp.py); does nothing otherwise.
+MIDDLEWARE = ["tests.security.csp.ContentSecurityPolicyMiddleware", *MIDDLEWARE]  # noqa: F405
+TEST_CONTENT_SECURITY_POLICY = None

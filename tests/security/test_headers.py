@@ -79,3 +79,12 @@ def test_exports_are_uncached_attachments(client, users, shop, fmt, content_type
     assert "no-store" in [d.strip() for d in response["Cache-Control"].split(",")]
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_test_only_csp_middleware_sends_the_policy_when_set(client, users, settings):
+    """tests/security/csp.py, which tests/e2e/test_csp.py switches on."""
+    client.force_login(users.viewer)
+    url = reverse("admin:audit_app_auditevent_changelist")
+    assert "Content-Security-Policy" not in client.get(url)
+    settings.TEST_CONTENT_SECURITY_POLICY = "default-src 'self'"
+    assert client.get(url)["Content-Security-Policy"] == "default-src 'self'"
