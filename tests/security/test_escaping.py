@@ -83,20 +83,14 @@ def test_hostile_text_is_escaped_and_shown_on_every_page(client, users, name):
     payload = PAYLOADS[name]
     world = build_hostile(payload, users.editor)
     client.force_login(users.editor)
-    for title, response in pages(client, world).items():
+    shown = pages(client, world)
+    for title, response in shown.items():
         assert response.status_code == 200, title
         page = BeautifulSoup(response.content, "html.parser")
         assert not injected(page), (title, injected(page))
         assert payload in page.get_text(), f"{title}: the payload is not shown as text"
 
-
-@pytest.mark.parametrize("name", PAYLOADS)
-def test_each_place_shows_the_payload_as_its_text(client, users, name):
-    """Not only somewhere on the page: in each place that shows a value or context key."""
-    payload = PAYLOADS[name]
-    world = build_hostile(payload, users.editor)
-    client.force_login(users.editor)
-    shown = pages(client, world)
+    # Not only somewhere on the page: in each place that shows a value or context key.
 
     def page(title: str) -> BeautifulSoup:
         return BeautifulSoup(shown[title].content, "html.parser")

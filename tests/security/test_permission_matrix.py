@@ -104,6 +104,7 @@ def test_permission_matrix_of_every_product_view(users, shop):
     by_user = clients(users)
     before = snapshot()
     seen: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    frameable = []
     for url in URLS:
         rows = [key for key in MATRIX if key[0] == url.view]
         assert rows, f"{url}: add its rule to MATRIX in {__file__}"
@@ -111,8 +112,10 @@ def test_permission_matrix_of_every_product_view(users, shop):
         for view, method in rows:
             statuses = []
             for name in USERS:
-                send = getattr(by_user[name], method.lower())
-                statuses.append(outcome(send(path, query)))
+                response = getattr(by_user[name], method.lower())(path, query)
+                statuses.append(outcome(response))
+                if response.get("X-Frame-Options") != "DENY":
+                    frameable.append((str(url), method, name))
             seen[(str(url), view, method)] = tuple(statuses)
     wrong = {
         key: f"got {got}, the rule is {MATRIX[key[1:]]}"
@@ -120,6 +123,8 @@ def test_permission_matrix_of_every_product_view(users, shop):
         if got != MATRIX[key[1:]]
     }
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+    # Every answer, refusals and redirects included, forbids framing.
+    assert frameable == []
     # None of it changed anything (exports write their own log entry).
     assert [t for t in state_changes(before, snapshot()) if t != "django_admin_log"] == []
 
