@@ -131,12 +131,27 @@ def statement_trigger_body(
     The context function sits in an uncorrelated scalar subquery, which PostgreSQL runs
     once, and only if some row is selected: a statement that changes nothing writes no
     context row.
+
+    PL/pgSQL plans a parameterless statement once per session and keeps that plan, so
+    a join planned for a one-row UPDATE would be reused, as a nested loop, for a
+    100,000-row one: quadratic. Updates therefore find changed rows without a join (a
+    set difference of the transition tables, the default), or run their join through
+    EXECUTE, planned for the rows at hand.
     """
     source_table = NEW_TABLE if row == "NEW" else OLD_TABLE
     alias = NEW if row == "NEW" else OLD
     source = f"{quote(source_table)} AS {alias}"
     where = ""
-    if operation == "UPDATE" and condition_sql:
+    dynamic = False
+    if operation == "UPDATE" and condition_sql == any_change_sql(spec.columns):
+        # Rows of the new image that are not in the old one changed; a changed primary
+        # key makes a row differ too. Set operations compare NULLs as equal.
+        columns = ", ".join(quote(c) for c in spec.columns)
+        source = (
+            f"(SELECT {columns} FROM {quote(NEW_TABLE)} "
+            f"EXCEPT ALL SELECT {columns} FROM {quote(OLD_TABLE)}) AS {alias}"
+        )
+    elif operation == "UPDATE" and condition_sql:
         condition = _alias(condition_sql)
         if f'{OLD}."' in condition:
             # LEFT JOIN: a row whose primary key changed has no partner under the new key;
@@ -144,16 +159,21 @@ def statement_trigger_body(
             pk = quote(spec.pk_column)
             source += f" LEFT JOIN {quote(OLD_TABLE)} AS {OLD} ON {OLD}.{pk} = {NEW}.{pk}"
             where = f"\nWHERE {OLD}.{pk} IS NULL OR ({condition})"
+            dynamic = True
         else:
             where = f"\nWHERE {condition}"
     elif condition_sql:
         where = f"\nWHERE {_alias(condition_sql)}"
+    statement = (
+        insert_into(spec)
+        + f"\nSELECT {select_list(spec, alias, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
+        + f"\nFROM {source}{where}"
+    )
+    if dynamic:
+        statement = f"EXECUTE $audit${statement}$audit$"
     return (
         bypass_sql(row_count_sql="count(*)", source=f" FROM {quote(source_table)}")
-        + "\n"
-        + insert_into(spec)
-        + f"\nSELECT {select_list(spec, alias, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
-        + f"\nFROM {source}{where};\nRETURN NULL;"
+        + f"\n{statement};\nRETURN NULL;"
     )
 
 

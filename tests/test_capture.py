@@ -77,6 +77,14 @@ class TestOrmPaths:
         assert model.objects.update(size=1) == 20
         assert len(events(model, audit_label="update")) == changed == 10
 
+    def test_bulk_update_after_single_updates_in_the_same_session(self, model):
+        # The trigger's statement plan is cached per session after the first calls.
+        rows = model.objects.bulk_create([model(name=str(i)) for i in range(300)])
+        for step, row in enumerate(rows[:6]):
+            model.objects.filter(pk=row.pk).update(size=step + 1)
+        model.objects.update(size=99)
+        assert len(events(model, audit_label="update")) == 6 + 300
+
     def test_queryset_delete_records_each_row(self, model):
         model.objects.bulk_create([model(name=str(i)) for i in range(15)])
         model.objects.all().delete()

@@ -13,7 +13,10 @@ SPEC = sql.EventSpec(
 )
 
 
-def test_statement_update_joins_on_the_key_and_keeps_key_changes():
+def test_default_update_finds_changed_rows_without_a_join():
+    """PL/pgSQL keeps the first plan of a parameterless statement: a join planned for a
+    one-row update would be reused as a nested loop for a bulk one (quadratic; seen:
+    30 s instead of 0.3 s for 20k rows after a few single saves)."""
     body = sql.statement_trigger_body(
         SPEC,
         label="update",
@@ -21,8 +24,24 @@ def test_statement_update_joins_on_the_key_and_keeps_key_changes():
         row="NEW",
         condition_sql=sql.any_change_sql(SPEC.columns),
     )
+    assert "JOIN" not in body and "EXECUTE" not in body
+    assert (
+        'FROM (SELECT "id", "status", "api_token" FROM "audit_new" EXCEPT ALL '
+        'SELECT "id", "status", "api_token" FROM "audit_old") AS n;' in body
+    )
+
+
+def test_update_condition_on_old_values_joins_through_execute():
+    body = sql.statement_trigger_body(
+        SPEC,
+        label="update",
+        operation="UPDATE",
+        row="NEW",
+        condition_sql=sql.any_change_sql(["status"]),
+    )
+    assert "EXECUTE $audit$" in body
     assert 'LEFT JOIN "audit_old" AS o ON o."id" = n."id"' in body
-    assert 'WHERE o."id" IS NULL OR (o."id" IS DISTINCT FROM n."id" OR' in body
+    assert 'WHERE o."id" IS NULL OR (o."status" IS DISTINCT FROM n."status")' in body
     assert "OLD." not in body and "NEW." not in body
 
 
