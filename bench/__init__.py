@@ -1,0 +1,1 @@
+"""Benchmarks of django-audit-admin (never part of ``make test``)."""
