@@ -1,6 +1,7 @@
 """Shared fixtures. The test settings start a throw-away embedded PostgreSQL."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 
 
@@ -18,3 +19,24 @@ def pytest_configure(config):
 
     # trackapp.Invoice keeps append-only history; transactional tests flush it.
     allow_flush_of_append_only_tables()
+
+
+@pytest.fixture
+def editor(django_user_model):
+    """Staff with every shop permission plus revert and export, like the demo's editor."""
+    user = django_user_model.objects.create_user("editor", password="editor", is_staff=True)
+    perms = Permission.objects.filter(content_type__app_label="shop") | Permission.objects.filter(
+        codename__in=["revert_auditevent", "export_auditevent"]
+    )
+    user.user_permissions.set(perms)
+    return user
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    """Staff who may only view the shop, like the demo's viewer."""
+    user = django_user_model.objects.create_user("viewer", password="viewer", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="shop", codename__startswith="view_")
+    )
+    return user

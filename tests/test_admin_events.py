@@ -76,25 +76,6 @@ def root(django_user_model):
 
 
 @pytest.fixture
-def editor(django_user_model):
-    user = django_user_model.objects.create_user("editor", password="editor", is_staff=True)
-    perms = Permission.objects.filter(content_type__app_label="shop") | Permission.objects.filter(
-        codename__in=["revert_auditevent", "export_auditevent"]
-    )
-    user.user_permissions.set(perms)
-    return user
-
-
-@pytest.fixture
-def viewer(django_user_model):
-    user = django_user_model.objects.create_user("viewer", password="viewer", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="shop", codename__startswith="view_")
-    )
-    return user
-
-
-@pytest.fixture
 def cathy(django_user_model):
     """May view customers only, and export."""
     user = django_user_model.objects.create_user("cathy", password="cathy", is_staff=True)

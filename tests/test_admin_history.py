@@ -2,7 +2,6 @@
 
 import pytest
 from bs4 import BeautifulSoup
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -16,25 +15,6 @@ pytestmark = pytest.mark.django_db
 
 def soup(response):
     return BeautifulSoup(response.content, "html.parser")
-
-
-@pytest.fixture
-def editor(django_user_model):
-    user = django_user_model.objects.create_user("editor", password="editor", is_staff=True)
-    perms = Permission.objects.filter(content_type__app_label="shop") | Permission.objects.filter(
-        codename__in=["revert_auditevent", "export_auditevent"]
-    )
-    user.user_permissions.set(perms)
-    return user
-
-
-@pytest.fixture
-def viewer(django_user_model):
-    user = django_user_model.objects.create_user("viewer", password="viewer", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="shop", codename__startswith="view_")
-    )
-    return user
 
 
 @pytest.fixture
