@@ -8,11 +8,12 @@ trigger would get. First for a 1-row UPDATE (the plan a trigger caches when its 
 statement in a session changes one row, e.g. a ``save()``), then for an UPDATE of every
 row. Run from the repository root::
 
-    .venv/bin/python bench/explain_triggers.py [--rows 100000] [--variants current a b c d]
+    .venv/bin/python bench/explain_triggers.py [--rows 100000] [--variants j a b c d]
 
-Variants are the ones of ``bench/tracking.py`` scenario 3: current (audit_app's own
-statement), a (EXCEPT ALL), b (whole-row IS DISTINCT FROM), c (no filter), d (current,
-nested loops and merge joins disabled).
+Variants are the change filters of ``bench/tracking.py`` scenario 3: j (LEFT JOIN with
+per-column IS DISTINCT FROM, audit_app's first filter), a (EXCEPT ALL), b (whole-row
+IS DISTINCT FROM), c (no filter), d (j with nested loops and merge joins disabled).
+(e, j through EXECUTE, plans like a fresh j.)
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument(
-        "--variants", nargs="+", default=["current", "a", "b", "c", "d"], metavar="VARIANT"
+        "--variants", nargs="+", default=["j", "a", "b", "c", "d"], metavar="VARIANT"
     )
     args = parser.parse_args()
     tracking.create_schema({**tracking.QUICK, "rows": args.rows})

@@ -48,7 +48,9 @@ from audit_app import sql as audit_sql  # noqa: E402
 from bench.benchapp.models import (  # noqa: E402
     Customer,
     ExpExceptAllOrder,
+    ExpExecuteOrder,
     ExpHashJoinOrder,
+    ExpJoinOrder,
     ExpMinimalOrder,
     ExpWholeRowOrder,
     PlainOrder,
@@ -99,11 +101,22 @@ COLUMNS = (
 ID_COLUMNS = ("id", *COLUMNS)
 ORDER_MODELS = (PlainOrder, TrackedOrder, RowOrder)
 EXPERIMENTS = {
+    "j": ExpJoinOrder,
     "a": ExpExceptAllOrder,
     "b": ExpWholeRowOrder,
     "c": ExpMinimalOrder,
     "d": ExpHashJoinOrder,
+    "e": ExpExecuteOrder,
 }
+FILTER_LABELS = {
+    "j": "(j) LEFT JOIN, per-column IS DISTINCT FROM (audit_app v1)",
+    "a": "(a) EXCEPT ALL set difference",
+    "b": "(b) LEFT JOIN, whole-row o.* IS DISTINCT FROM n.*",
+    "c": "(c) no filter (minimal trigger)",
+    "d": "(d) = (j) with nestloop and mergejoin off",
+    "e": "(e) = (j) through EXECUTE",
+}
+EXP_LABELS = {f"exp_{v}": label for v, label in FILTER_LABELS.items()}
 MiB = 1024 * 1024
 
 
@@ -132,10 +145,10 @@ def event_table(model: Any) -> str:
 def variant_statement(variant: str, table: str) -> tuple[str, str, str]:
     """The event-writing statement of one change-filter variant of an UPDATE trigger.
 
-    Returns (INSERT ... SELECT, REFERENCING clause, function SET clauses). Every variant
-    writes the same event columns with the same context lookup as audit_app's own
-    trigger; only the way changed rows are found differs. "current" is audit_app's
-    statement, verbatim.
+    Returns (statement, REFERENCING clause, function SET clauses). Every variant writes
+    the same event columns (audit_app's own select list, context lookup included);
+    only the way changed rows are found differs. Each filter is written out here, so
+    the experiment does not change when audit_app's generated trigger does.
     """
     spec = audit_sql.EventSpec(
         table=table,
@@ -149,17 +162,19 @@ def variant_statement(variant: str, table: str) -> tuple[str, str, str]:
     new, old = q(audit_sql.NEW_TABLE), q(audit_sql.OLD_TABLE)
     referencing = f"REFERENCING OLD TABLE AS {old} NEW TABLE AS {new}"
     settings = ""
-    if variant in ("current", "d"):
-        body = audit_sql.statement_trigger_body(
-            spec,
-            label="update",
-            operation="UPDATE",
-            row="NEW",
-            condition_sql=audit_sql.any_change_sql(spec.columns),
-        )
-        statement = body.split("END IF;\n", 1)[1].rsplit(";\nRETURN NULL;", 1)[0]
-        if variant == "d":
-            settings = "SET enable_nestloop = off SET enable_mergejoin = off"
+    changed = " OR ".join(f"o.{q(c)} IS DISTINCT FROM n.{q(c)}" for c in spec.columns)
+    join = (
+        f"{insert}\nSELECT {audit_sql.select_list(spec, 'n', 'update', ctx)}\n"
+        f"FROM {new} AS n LEFT JOIN {old} AS o ON o.id = n.id\n"
+        f"WHERE o.id IS NULL OR ({changed})"
+    )
+    if variant == "j":
+        statement = join
+    elif variant == "d":
+        statement = join
+        settings = "SET enable_nestloop = off SET enable_mergejoin = off"
+    elif variant == "e":
+        statement = f"EXECUTE $exp${join}$exp$"
     elif variant == "a":
         statement = (
             f"{insert}\nSELECT {audit_sql.select_list(spec, 'd', 'update', ctx)}\n"
@@ -178,6 +193,22 @@ def variant_statement(variant: str, table: str) -> tuple[str, str, str]:
     else:
         raise ValueError(variant)
     return statement, referencing, settings
+
+
+def tracked_update_filter() -> str:
+    """How audit_app's generated UPDATE trigger (statement level) finds changed rows."""
+    source = execute(
+        "SELECT string_agg(pg_get_functiondef(t.tgfoid), '') FROM pg_trigger t "
+        "WHERE t.tgrelid = %s::regclass AND t.tgname LIKE %s",
+        [TrackedOrder._meta.db_table, "pgtrigger_audit_update%"],
+    )[0][0]
+    if "EXCEPT ALL" in source:
+        return "EXCEPT ALL set difference, like (a)"
+    if "EXECUTE $" in source:
+        return "LEFT JOIN through EXECUTE, like (e)"
+    if "LEFT JOIN" in source:
+        return "LEFT JOIN with per-column IS DISTINCT FROM, like (j)"
+    return "unknown (read the trigger function)"
 
 
 def experiment_trigger_sql(variant: str, table: str) -> str:
@@ -568,10 +599,7 @@ SAVE_LABELS = {
     "row": "tracked row level, in context",
     "untracked_no_ctx": "untracked, no context",
     "tracked_no_ctx": "tracked (statement level), no context",
-    "exp_a": "(a) EXCEPT ALL, in context",
-    "exp_b": "(b) o.* IS DISTINCT FROM n.*, in context",
-    "exp_c": "(c) no filter, in context",
-    "exp_d": "(d) current filter, nestloop+mergejoin off, in context",
+    **{name: f"{label}, in context" for name, label in EXP_LABELS.items()},
 }
 
 
@@ -801,10 +829,9 @@ def scenario_update(sizes: dict) -> dict:
         ("floor", setup(PlainOrder), floor),
     ]
     variants += [(f"exp_{v}", setup(model), update) for v, model in EXPERIMENTS.items()]
-    variants.append(("tracked_wm", setup(TrackedOrder, BIG_WORK_MEM), update))
     times, cpu = run_rounds("3 update", variants, sizes["update_rounds"])
     check_update_events(min(rows, 2_000))
-    compared = ["tracked", "row", *(f"exp_{v}" for v in EXPERIMENTS), "tracked_wm"]
+    compared = ["tracked", "row", *(f"exp_{v}" for v in EXPERIMENTS)]
     table = print_table(
         f"3. QuerySet.update(quantity=F('quantity') + 1, is_paid=True) of {rows} rows in a "
         f"context, fresh session ({sizes['update_rounds']} rounds)",
@@ -814,20 +841,89 @@ def scenario_update(sizes: dict) -> dict:
         units=dict.fromkeys(times, rows),
         unit="row",
         labels={
-            "tracked": "tracked (statement level, current filter)",
+            "tracked": "tracked (statement level, audit_app's filter)",
             "row": "tracked row level",
             "floor": "floor: UPDATE + INSERT..SELECT in one transaction",
-            "exp_a": "(a) EXCEPT ALL set difference",
-            "exp_b": "(b) LEFT JOIN, o.* IS DISTINCT FROM n.*",
-            "exp_c": "(c) no filter (minimal trigger)",
-            "exp_d": "(d) current filter, nestloop+mergejoin off",
-            "tracked_wm": f"tracked, session work_mem={BIG_WORK_MEM}",
+            **EXP_LABELS,
         },
         target={"tracked": "<= 1.8x", "floor": "(baseline 1.59x)"},
         extra=floor_extra(times, cpu, compared),
     )
     add_floor_ratios(table, times, cpu, compared)
     return table
+
+
+def scenario_trigger_time(sizes: dict) -> dict:
+    """The UPDATE trigger's own time, from EXPLAIN ANALYZE of the same statement.
+
+    ``EXPLAIN ANALYZE`` reports the time spent in each AFTER trigger separately from the
+    statement's execution time. Their ratio within one statement does not drift with
+    the machine's load the way two separately timed statements do, so it resolves the
+    differences between change filters that scenario 3's ratios can blur.
+    """
+    rows = sizes["rows"]
+    variants = [("tracked", TrackedOrder, None), ("tracked_wm", TrackedOrder, BIG_WORK_MEM)]
+    variants[1:1] = [(f"exp_{v}", model, None) for v, model in EXPERIMENTS.items()]
+    variants.append(("row", RowOrder, None))
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"trigger_ms": [], "total_ms": []} for name, _, _ in variants
+    }
+    rounds = sizes["update_rounds"]
+    for r in range(rounds):
+        shift = r % len(variants)
+        for name, model, work_mem in variants[shift:] + variants[:shift]:
+            bulk_setup(model, rows, work_mem)()
+            table = model._meta.db_table
+            with bulk_context():
+                plan = [
+                    line
+                    for (line,) in execute(
+                        f"EXPLAIN (ANALYZE) UPDATE {table} "
+                        "SET quantity = quantity + 1, is_paid = TRUE"
+                    )
+                ]
+            trigger = sum(
+                float(line.split("time=")[1].split()[0])
+                for line in plan
+                if line.startswith("Trigger ") and ("audit" in line or "bench_exp" in line)
+            )
+            total = float(
+                next(line for line in plan if line.startswith("Execution Time"))
+                .split(":")[1]
+                .split()[0]
+            )
+            results[name]["trigger_ms"].append(trigger)
+            results[name]["total_ms"].append(total)
+        log(
+            f"3e round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {results[n]['trigger_ms'][-1]:.0f}ms" for n, _, _ in variants)
+        )
+    print(
+        f"\n## 3e. Time inside the UPDATE trigger, EXPLAIN ANALYZE of a {rows}-row "
+        f"QuerySet.update()-equivalent in a context ({rounds} rounds)\n"
+    )
+    print(
+        "variant | trigger ms (median) | statement ms (median) | trigger share | "
+        "in-statement ratio total / (total - trigger)"
+    )
+    print("--- | --- | --- | --- | ---")
+    labels = {
+        "tracked": "audit_app's trigger",
+        **EXP_LABELS,
+        "tracked_wm": f"audit_app's trigger, session work_mem={BIG_WORK_MEM}",
+        "row": f"row level (sum over {rows} calls)",
+    }
+    for name, _, _ in variants:
+        trig, total = results[name]["trigger_ms"], results[name]["total_ms"]
+        inside = [t / (t - g) for g, t in zip(trig, total, strict=True)]
+        results[name]["ratio_median"] = statistics.median(inside)
+        print(
+            f"{labels[name]} | {statistics.median(trig):.0f} ({min(trig):.0f}-{max(trig):.0f})"
+            f" | {statistics.median(total):.0f} | "
+            f"{statistics.median(g / t for g, t in zip(trig, total, strict=True)):.0%} | "
+            f"{ratio_text(inside)}"
+        )
+    return results
 
 
 def check_update_events(rows: int) -> None:
@@ -845,43 +941,69 @@ def check_update_events(rows: int) -> None:
             raise AssertionError(f"{name}: {count} events, {contexts} contexts after update")
 
 
+def backend_peak_mib() -> float | None:
+    """Peak resident memory of this session's backend so far (local server only)."""
+    try:
+        status = Path(f"/proc/{_backend_pid}/status").read_text()
+    except OSError:
+        return None
+    kib = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0
+    )
+    return kib / 1024
+
+
 def scenario_plan_cache(sizes: dict) -> dict:
     """A plan cached by a 1-row UPDATE, reused by a big one in the same session."""
     results: dict[str, dict] = {}
 
-    def measure(model: Any, rows: int, poison: bool) -> float:
+    def measure_update(model: Any, rows: int, poison: bool) -> tuple[float, float | None]:
         reset({model: rows})
         if poison:  # what a single save() earlier in the same session does
             with bulk_context():
                 model.objects.filter(pk=rows).update(quantity=F("quantity") + 1, is_paid=True)
         with bulk_context():
-            return timed(lambda: update_all(model))
+            seconds = timed(lambda: update_all(model))
+        return seconds, backend_peak_mib()
 
-    small, large = sizes["plan_sizes"][0], sizes["plan_sizes"][-1]
-    cases = [(TrackedOrder, "tracked", size) for size in sizes["plan_sizes"]]
-    # (b) builds a whole-row datum of every inner row the nested loop visits: slowest.
-    cases.append((EXPERIMENTS["b"], "exp_b", small))
-    cases += [(EXPERIMENTS[v], f"exp_{v}", large) for v in "acd"]
-    cases += [(EXPERIMENTS[v], f"exp_{v}", sizes["rows"]) for v in "acd"]
+    small, large, rows_max = sizes["plan_sizes"][0], sizes["plan_sizes"][-1], sizes["rows"]
+    cases = [("tracked", TrackedOrder, size) for size in (small, large, rows_max)]
+    cases += [("exp_j", EXPERIMENTS["j"], size) for size in sizes["plan_sizes"]]
+    cases.append(("exp_b", EXPERIMENTS["b"], small))
+    for v in "acde":
+        cases += [(f"exp_{v}", EXPERIMENTS[v], size) for size in (large, rows_max)]
     base: dict[int, float] = {}
+    quadratic: set[str] = set()
     print("\n## 3p. Plan cached from a 1-row UPDATE earlier in the same session\n")
-    print("variant | rows | untracked s | fresh plan s | after 1-row UPDATE s | slowdown")
-    print("--- | --- | --- | --- | --- | ---")
-    for model, name, rows in cases:
+    print(
+        "variant | rows | untracked s | fresh plan s | after 1-row UPDATE s | slowdown | "
+        "backend peak RSS MiB (fresh / after)"
+    )
+    print("--- | --- | --- | --- | --- | --- | ---")
+    labels = {"tracked": "audit_app's trigger", **EXP_LABELS}
+    for name, model, rows in cases:
+        if name in quadratic:
+            print(f"{labels[name]} | {rows} | | | skipped: quadratic at a smaller size | |")
+            continue
         if rows not in base:
-            base[rows] = measure(PlainOrder, rows, poison=False)
-        fresh = measure(model, rows, poison=False)
-        poisoned = measure(model, rows, poison=True)
+            base[rows] = measure_update(PlainOrder, rows, poison=False)[0]
+        fresh, fresh_rss = measure_update(model, rows, poison=False)
+        poisoned, poisoned_rss = measure_update(model, rows, poison=True)
+        if poisoned > 5 * fresh:
+            quadratic.add(name)
         results[f"{name}_{rows}"] = {
             "rows": rows,
             "untracked_s": base[rows],
             "fresh_s": fresh,
             "poisoned_s": poisoned,
+            "fresh_peak_mib": fresh_rss,
+            "poisoned_peak_mib": poisoned_rss,
         }
         log(f"3p {name} {rows}: fresh {fresh:.3f}s, after 1-row update {poisoned:.3f}s")
+        rss = f"{fresh_rss or 0:.0f} / {poisoned_rss or 0:.0f}"
         print(
-            f"{name} | {rows} | {base[rows]:.3f} | {fresh:.3f} | {poisoned:.3f} | "
-            f"{poisoned / fresh:.1f}x"
+            f"{labels[name]} | {rows} | {base[rows]:.3f} | {fresh:.3f} | {poisoned:.3f} | "
+            f"{poisoned / fresh:.1f}x | {rss}"
         )
     return results
 
@@ -1113,6 +1235,27 @@ def scenario_disk(sizes: dict) -> dict:
     return result
 
 
+def repo_commit() -> str:
+    """The commit of the code measured (a COMMIT file beside bench/ wins, for snapshots)."""
+    snapshot = REPO_ROOT / "COMMIT"
+    if snapshot.exists():
+        return snapshot.read_text().strip()
+    git = REPO_ROOT / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        pass
+    return "unknown"
+
+
 def server_facts() -> dict:
     names = [
         "server_version",
@@ -1133,7 +1276,7 @@ def server_facts() -> dict:
 
 
 SCENARIOS = ("1", "2", "3", "3p", "4", "6")
-EXTRA_SCENARIOS = ("1x",)  # run only when named with --only
+EXTRA_SCENARIOS = ("1x", "3e")  # run only when named with --only
 
 
 def main() -> None:
@@ -1143,12 +1286,16 @@ def main() -> None:
         "--only",
         nargs="+",
         choices=SCENARIOS + EXTRA_SCENARIOS,
-        help="run these scenarios only (2 includes 5; 1x: saves through the scenario-3 "
-        "change-filter variants, not part of the default run)",
+        help="run these scenarios only (2 includes 5). Not in the default run: 1x, saves "
+        "through the scenario-3 change-filter variants; 3e, the UPDATE trigger's own time "
+        "per variant from EXPLAIN ANALYZE",
     )
     parser.add_argument("--json", type=Path, help="also write all results to this file")
+    parser.add_argument("--rounds", type=int, help="override every scenario's round count")
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.rounds:
+        sizes.update({k: args.rounds for k in sizes if k.endswith("_rounds")})
     wanted = set(args.only or SCENARIOS)
     started = time.perf_counter()
     create_schema(sizes)
@@ -1163,6 +1310,9 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     print("server: " + ", ".join(f"{k}={v}" for k, v in facts.items() if k != "server_version"))
+    facts["commit"] = repo_commit()
+    facts["update_filter"] = tracked_update_filter()
+    print(f"audit_app at commit {facts['commit']}; its UPDATE trigger: {facts['update_filter']}")
     results: dict[str, Any] = {"sizes": sizes, "server": facts}
     if "1" in wanted:
         results["1"] = scenario_saves(sizes)
@@ -1172,6 +1322,8 @@ def main() -> None:
         results["2"], results["5"] = scenario_bulk_create(sizes)
     if "3" in wanted:
         results["3"] = scenario_update(sizes)
+    if "3e" in wanted:
+        results["3e"] = scenario_trigger_time(sizes)
     if "3p" in wanted:
         results["3p"] = scenario_plan_cache(sizes)
     if "4" in wanted:

@@ -52,8 +52,19 @@ class RowOrder(OrderBase):
     """Tracked with row-level triggers."""
 
 
-# Tables of the change-filter experiment (scenario 3): copies of the untracked table
-# with hand-written statement-level UPDATE triggers, created in SQL by bench/tracking.py.
+# Tables of the change-filter experiment (scenarios 1x, 3, 3e, 3p): copies of the
+# untracked table with hand-written statement-level UPDATE triggers, created in SQL by
+# bench/tracking.py. Each filter is written out there, independent of the one audit_app
+# currently generates.
+
+
+class ExpJoinOrder(OrderBase):
+    """(j) LEFT JOIN of the transition tables on the key, per-column IS DISTINCT FROM
+    (audit_app's first filter, template version 1)."""
+
+    class Meta:
+        managed = False
+        db_table = "bench_exp_join"
 
 
 class ExpExceptAllOrder(OrderBase):
@@ -81,8 +92,16 @@ class ExpMinimalOrder(OrderBase):
 
 
 class ExpHashJoinOrder(OrderBase):
-    """(d) the current filter, planned with nested loops and merge joins disabled."""
+    """(d) filter (j), planned with nested loops and merge joins disabled."""
 
     class Meta:
         managed = False
         db_table = "bench_exp_hash_join"
+
+
+class ExpExecuteOrder(OrderBase):
+    """(e) filter (j) run through EXECUTE: planned for every statement."""
+
+    class Meta:
+        managed = False
+        db_table = "bench_exp_execute"
