@@ -2,15 +2,17 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/tracking.py            # full run, about 15 minutes
-    .venv/bin/python bench/tracking.py --quick    # tiny sizes, a smoke run of seconds
+    .venv/bin/python bench/tracking.py            # full run, about 17 minutes
+    .venv/bin/python bench/tracking.py --quick    # tiny sizes, a smoke run (~1 minute)
+    .venv/bin/python bench/tracking.py --only 1x 3e 3m   # the extra experiments
 
 Method (the one of research/perf-baseline.md): every scenario runs its variants
 interleaved inside each round, rotating their order between rounds, and reports the
 median time and the MEDIAN OF PER-ROUND RATIOS against the untracked variant of the
 same round (range in brackets). Every timed statement starts from the same physical
 state: TRUNCATE and reload of the tables, VACUUM ANALYZE, CHECKPOINT and a fresh
-database session, all untimed. Results are discussed in docs/performance.md.
+database session, all untimed. Measurements disturbed by other processes on the
+machine are repeated (see run_rounds). Results are discussed in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ FULL = {
     "disk_orders": 100_000,
     "disk_events": 1_000_000,
     "disk_upper_events": 100_000,
+    "mem_rows": 1_000_000,
 }
 QUICK = {
     "rows": 4_000,
@@ -83,6 +86,7 @@ QUICK = {
     "disk_orders": 2_000,
     "disk_events": 20_000,
     "disk_upper_events": 4_000,
+    "mem_rows": 10_000,
 }
 BATCH_SIZE = 5_000
 CUSTOMERS = 1_000
@@ -247,7 +251,7 @@ def create_schema(sizes: dict) -> None:
     execute(f"DROP TABLE IF EXISTS {FLOOR_EVENTS}")
     execute(f"CREATE TABLE {FLOOR_EVENTS} (LIKE {tracked_events} INCLUDING ALL)")
 
-    rows = max(sizes["rows"], sizes["disk_orders"])
+    rows = max(sizes["rows"], sizes["disk_orders"], sizes.get("source_rows", 0))
     log(f"schema: {CUSTOMERS} customers, {rows} source orders")
     execute(f"TRUNCATE {Customer._meta.db_table} RESTART IDENTITY CASCADE")
     execute(
@@ -263,7 +267,7 @@ def create_schema(sizes: dict) -> None:
         f"""
         INSERT INTO {SOURCE} ({", ".join(ID_COLUMNS)})
         SELECT g,
-               1 + (g * 7919) % 100,
+               1 + (g::bigint * 7919) % 100,
                ((g::bigint * 104729) % 10000000) / 100.0,
                'ORD-' || lpad(g::text, 8, '0') || '-' || left(md5(g::text), 8),
                substr(repeat(md5(g::text || 'n') || ' ', 4), 1, 120),
@@ -430,7 +434,11 @@ def measure(operation: Callable[[], Any]) -> tuple[float, float | None, float | 
     client, server = time.process_time() - client0, backend_cpu()
     cpu = None if server0 is None or server is None else client + server - server0
     other = other_cpu(before, process_ticks()) / wall if local else None
+    last_split[:] = [client, None if cpu is None else cpu - client]
     return wall, cpu, other
+
+
+last_split: list[float | None] = [None, None]  # (client, backend) CPU of the last measure()
 
 
 # ---------------------------------------------------------------------------------------
@@ -449,6 +457,7 @@ MIN_IDLE_CORES = 0.25
 MAX_ATTEMPTS = 3
 OTHER_LOAD_LIMIT = max((os.cpu_count() or 1) - 1 - MIN_IDLE_CORES, 0.25)
 disturbed: list[dict] = []  # every measurement over the limit, kept or repeated
+splits: dict[str, dict[str, list[tuple]]] = {}  # (client, backend) CPU per run_rounds title
 
 
 def run_rounds(title: str, variants: list[Variant], rounds: int) -> tuple[Times, Times | None]:
@@ -470,6 +479,7 @@ def run_rounds(title: str, variants: list[Variant], rounds: int) -> tuple[Times,
                 del state
                 if best is None or (other or 0.0) < (best[2] or 0.0):
                     best = (wall, cpu_s, other)
+                    best_split = tuple(last_split)
                 if other is None or other <= OTHER_LOAD_LIMIT:
                     break
                 disturbed.append(
@@ -484,6 +494,7 @@ def run_rounds(title: str, variants: list[Variant], rounds: int) -> tuple[Times,
                 )
                 log(f"{title} {name}: other load {other:.2f} cores, measuring again")
             wall, cpu_s, other = best
+            splits.setdefault(title, {}).setdefault(name, []).append(best_split)
             times[name].append(wall)
             cpu[name].append(cpu_s or 0.0)
             measurable = measurable and cpu_s is not None
@@ -513,8 +524,20 @@ def print_table(
     labels: dict[str, str],
     target: dict[str, str] | None = None,
     extra: dict[str, dict[str, str]] | None = None,
+    split: dict[str, list[tuple]] | None = None,
 ) -> dict:
     """Print one scenario's table; return it as data for --json."""
+    if split and all(b is not None for runs in split.values() for _, b in runs):
+        extra = {name: dict(cols) for name, cols in (extra or {}).items()}
+        for name, runs in split.items():
+            client = statistics.median(c for c, _ in runs) / units[name] * 1e6
+            backend = statistics.median(b for _, b in runs) / units[name] * 1e6
+            extra.setdefault(name, {}).update(
+                {
+                    f"client CPU us/{unit}": f"{client:.0f}",
+                    f"backend CPU us/{unit}": f"{backend:.0f}",
+                }
+            )
     print(f"\n## {title}\n")
     extra_cols = list(dict.fromkeys(k for row in (extra or {}).values() for k in row))
     header = ["variant", "median s", f"us/{unit}", f"ratio vs {base}", "target", *extra_cols]
@@ -636,6 +659,7 @@ def run_saves(sizes: dict, title: str, models: dict[str, tuple[Any, bool]]) -> d
         f"{title}: {n} single-row save() in autocommit, one request context each "
         f"({sizes['save_rounds']} rounds)",
         times,
+        split=splits[f"{title} saves"],
         cpu=cpu,
         base="untracked",
         units=dict.fromkeys(times, n),
@@ -1008,6 +1032,52 @@ def scenario_plan_cache(sizes: dict) -> dict:
     return results
 
 
+def scenario_update_memory(sizes: dict) -> dict:
+    """Time and backend memory of one big UPDATE per change filter, fresh sessions.
+
+    Hash joins and sorts stay within work_mem (they spill to disk); a hashed set
+    operation does not, in PostgreSQL 16. Peak RSS includes the shared buffers the
+    backend touched, so compare variants, not absolute values.
+    """
+    rows = sizes["mem_rows"]
+    variants = [
+        ("untracked", PlainOrder, False),
+        ("tracked", TrackedOrder, False),
+        ("tracked_1row", TrackedOrder, True),
+        ("exp_c", EXPERIMENTS["c"], False),
+        ("exp_j", EXPERIMENTS["j"], False),
+        ("exp_d", EXPERIMENTS["d"], False),
+        ("exp_d_1row", EXPERIMENTS["d"], True),
+    ]
+    labels = {
+        "untracked": "untracked",
+        "tracked": "audit_app's trigger",
+        "tracked_1row": "audit_app's trigger, after a 1-row UPDATE in the session",
+        **EXP_LABELS,
+        "exp_d_1row": f"{EXP_LABELS['exp_d']}, after a 1-row UPDATE in the session",
+    }
+    print(f"\n## 3m. One UPDATE of {rows} rows in a context: time and backend memory\n")
+    print("variant | s | ratio vs untracked | backend peak RSS MiB | minus untracked's")
+    print("--- | --- | --- | --- | ---")
+    results = {}
+    for name, model, poison in variants:
+        reset({model: rows})
+        with bulk_context():
+            if poison:  # the plan is cached for a 1-row transition table
+                model.objects.filter(pk=rows).update(quantity=F("quantity") + 1)
+            seconds = timed(lambda m=model: update_all(m))
+        results[name] = {"s": seconds, "peak_mib": backend_peak_mib() or 0.0}
+        log(f"3m {name}: {seconds:.1f}s, peak {results[name]['peak_mib']:.0f} MiB")
+    base = results["untracked"]
+    for name, _, _ in variants:
+        r = results[name]
+        print(
+            f"{labels[name]} | {r['s']:.2f} | {r['s'] / base['s']:.2f}x | {r['peak_mib']:.0f} | "
+            f"{r['peak_mib'] - base['peak_mib']:+.0f}"
+        )
+    return results
+
+
 def scenario_delete(sizes: dict) -> dict:
     rows = sizes["rows"]
 
@@ -1276,7 +1346,7 @@ def server_facts() -> dict:
 
 
 SCENARIOS = ("1", "2", "3", "3p", "4", "6")
-EXTRA_SCENARIOS = ("1x", "3e")  # run only when named with --only
+EXTRA_SCENARIOS = ("1x", "3e", "3m")  # run only when named with --only
 
 
 def main() -> None:
@@ -1288,7 +1358,7 @@ def main() -> None:
         choices=SCENARIOS + EXTRA_SCENARIOS,
         help="run these scenarios only (2 includes 5). Not in the default run: 1x, saves "
         "through the scenario-3 change-filter variants; 3e, the UPDATE trigger's own time "
-        "per variant from EXPLAIN ANALYZE",
+        "per variant from EXPLAIN ANALYZE; 3m, time and memory of a 1M-row UPDATE",
     )
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--rounds", type=int, help="override every scenario's round count")
@@ -1297,6 +1367,8 @@ def main() -> None:
     if args.rounds:
         sizes.update({k: args.rounds for k in sizes if k.endswith("_rounds")})
     wanted = set(args.only or SCENARIOS)
+    if "3m" in wanted:
+        sizes["source_rows"] = sizes["mem_rows"]
     started = time.perf_counter()
     create_schema(sizes)
     find_postmaster()
@@ -1324,6 +1396,8 @@ def main() -> None:
         results["3"] = scenario_update(sizes)
     if "3e" in wanted:
         results["3e"] = scenario_trigger_time(sizes)
+    if "3m" in wanted:
+        results["3m"] = scenario_update_memory(sizes)
     if "3p" in wanted:
         results["3p"] = scenario_plan_cache(sizes)
     if "4" in wanted:
