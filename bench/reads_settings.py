@@ -39,27 +39,4 @@ SERVER_SETTINGS = {
 }
 
 
-def _tuned_private_server() -> dict:
-    settings = embedded_db.database_settings("bench")
-    server = embedded_db._servers.get("bench")
-    if server is None:  # DATABASE_URL: use that server as it is configured
-        return settings
-    from pgserver._commands import pg_ctl
-    from pgserver.utils import PostmasterInfo
-
-    server.psql("".join(f"ALTER SYSTEM SET {k} = '{v}';" for k, v in SERVER_SETTINGS.items()))
-    # shared_buffers needs a restart; pg_ctl reuses the socket options of the last start.
-    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
-    # Point pgserver's handle at the new postmaster so that it stops it (and deletes the
-    # throw-away data folder) when the benchmark exits.
-    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
-    return settings
-
-
-DATABASES = {
-    "default": (
-        embedded_db.database_settings("bench")
-        if os.environ.get("DATABASE_URL")
-        else _tuned_private_server()
-    )
-}
+DATABASES = {"default": embedded_db.tuned_database_settings("bench", SERVER_SETTINGS)}

@@ -76,3 +76,29 @@ def _parse(uri: str) -> dict:
 def remove_demo_data() -> None:
     """Delete the demo server's data folder (used by ``make clean``)."""
     shutil.rmtree(REPO_ROOT / ".pgdata", ignore_errors=True)
+
+
+def tuned_database_settings(purpose: str, server_settings: dict[str, str]) -> dict:
+    """Like ``database_settings``, with ``server_settings`` applied to the private server.
+
+    Used by the benchmarks: ALTER SYSTEM, then a restart (shared_buffers needs one). With
+    ``DATABASE_URL`` the server is used as it is configured and nothing is changed.
+    """
+    import signal
+    import sys
+
+    settings = database_settings(purpose)
+    server = _servers.get(purpose)
+    if server is None:
+        return settings
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    server.psql("".join(f"ALTER SYSTEM SET {k} = '{v}';" for k, v in server_settings.items()))
+    # pg_ctl reuses the socket options of the last start.
+    pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    # Point pgserver's handle at the new postmaster so that it stops it (and deletes the
+    # throw-away data folder) at exit; SIGTERM (kill, timeout) would skip atexit hooks.
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return settings
