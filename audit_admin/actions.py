@@ -26,6 +26,7 @@ from django.urls import NoReverseMatch, reverse
 from audit_admin import conf, rendering
 from audit_admin.export import export_response
 from audit_admin.history import when
+from audit_admin.pages import admin_context
 from audit_app.exceptions import RevertConflict, RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import RevertPlan, latest_event_id, preview, revert
@@ -254,15 +255,8 @@ def _confirmation(
     error: str | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    opts = model_admin.opts
-    request.current_app = model_admin.admin_site.name
     context = {
-        **model_admin.admin_site.each_context(request),
-        "title": "Revert the selected objects",
-        "subtitle": None,
-        "opts": opts,
-        "app_label": opts.app_label,
-        "module_name": str(opts.verbose_name_plural).capitalize(),
+        **admin_context(model_admin, request, "Revert the selected objects"),
         "items": items,
         "blocked": any(item.problems for item in items),
         "error": error,

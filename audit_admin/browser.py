@@ -45,6 +45,7 @@ from audit_admin.browser_filters import EventFilterSet
 from audit_admin.browser_tables import EventTable, PageResolver
 from audit_admin.export import export_response
 from audit_admin.history import parse_event_key
+from audit_admin.pages import admin_context
 from audit_app.models import AuditEvent
 from audit_app.tracking import tracked_models
 
@@ -281,15 +282,8 @@ class AuditEventAdmin(admin.ModelAdmin):
             table.paginate(paginator_class=LazyPaginator, per_page=per_page, page=1)
         total, total_kind = self.estimate(state.queryset, table, page, per_page)
         user_options_id = self.offer_user_suggestions(request, state.filterset)
-        opts = self.opts
-        request.current_app = self.admin_site.name
         context = {
-            **self.admin_site.each_context(request),
-            "title": "Audit events",
-            "subtitle": None,
-            "opts": opts,
-            "app_label": opts.app_label,
-            "module_name": str(opts.verbose_name_plural).capitalize(),
+            **admin_context(self, request, "Audit events"),
             "filter": state.filterset,
             "search_field": state.filterset.form["q"],
             "sidebar_fields": [f for f in state.filterset.form if f.name != "q"],

@@ -16,6 +16,7 @@ from django.utils import formats, timezone
 from django_tables2.paginators import LazyPaginator
 
 from audit_admin import rendering
+from audit_admin.pages import admin_context
 from audit_app.diff import current_data, field_changes
 from audit_app.models import AuditEvent
 
@@ -95,15 +96,9 @@ class History:
         return event
 
     def base_context(self, title: str) -> dict[str, Any]:
-        self.request.current_app = self.admin_site.name
         context = {
-            **self.admin_site.each_context(self.request),
-            "title": title,
-            "subtitle": None,
+            **admin_context(self.model_admin, self.request, title),
             "object": self.obj,
-            "opts": self.opts,
-            "module_name": str(self.opts.verbose_name_plural).capitalize(),
-            "app_label": self.opts.app_label,
             "preserved_filters": self.model_admin.get_preserved_filters(self.request),
             "changelist_url": self.url("changelist"),
             "can_revert": self.can_revert,
