@@ -119,6 +119,7 @@ def branch_sql(
         f"{sql.literal(tracked)}::text AS obj_model, "
         f"e.{sql.quote(spec.pk_column)}::text AS obj_id, e.audit_label::text AS label, "
         f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
+        f"e.{sql.USER} AS user_id, "
         f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
         + (f", {previous_sql(event_model)} AS prev_data" if previous else "")
         + f" FROM {sql.quote(spec.event_table)} AS e"
@@ -131,7 +132,8 @@ def branch_sql(
 _EMPTY_COLUMNS = (
     "NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
     "NULL::text AS obj_model, NULL::text AS obj_id, NULL::text AS label, "
-    "NULL::timestamptz AS created_at, NULL::bigint AS context_id, NULL::jsonb AS data, "
+    "NULL::timestamptz AS created_at, NULL::bigint AS context_id, "
+    f"(NULL::{sql.quote(sql.CONTEXT_TABLE)}).user_id AS user_id, NULL::jsonb AS data, "
     "NULL::jsonb AS masked_markers"
 )
 
@@ -333,8 +335,12 @@ class AuditEventQuerySet(models.QuerySet):
         return event_models() if scope is None else [apps.get_model(label) for label in scope]
 
     def by_user(self, user: Any) -> AuditEventQuerySet:
-        """Events written in a context of this user (or user primary key)."""
-        return self.filter(context__user_id=getattr(user, "pk", user))
+        """Events written in a context of this user (or user primary key).
+
+        Filters the union's ``user_id``, which PostgreSQL pushes into every event
+        table, where the (user, created_at, id) index returns the user's events in order.
+        """
+        return self.filter(user_id=getattr(user, "pk", user))
 
     def without_diffs(self) -> AuditEventQuerySet:
         """Skip the previous-version lookup when the page does not show diffs."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgtrigger.compiler import UpsertTriggerSql
 
@@ -19,6 +20,7 @@ TEMPLATE_VERSION = 1
 CREATED_AT = "audit_created_at"
 LABEL = "audit_label"
 CONTEXT = "audit_context_id"
+USER = "audit_user_id"
 EVENT_ID = "audit_id"
 
 CONTEXT_TABLE = "audit_app_context"
@@ -86,14 +88,25 @@ def value_sql(spec: EventSpec, row: str, column: str) -> str:
 
 
 def insert_into(spec: EventSpec) -> str:
-    columns = [CREATED_AT, LABEL, CONTEXT, *spec.columns]
+    columns = [CREATED_AT, LABEL, CONTEXT, USER, *spec.columns]
     return f"INSERT INTO {quote(spec.event_table)} ({', '.join(map(quote, columns))})"
+
+
+# The acting user's key, read from the same handed-over metadata as the context row
+# (and typed like its user_id through the context table's row type), so that each
+# event carries its user and "events by user" is an index scan per event table.
+# A scalar subquery: at statement level PostgreSQL evaluates it once per statement.
+CONTEXT_USER_SQL = (
+    f"(SELECT r.user_id FROM jsonb_populate_record(NULL::{quote(CONTEXT_TABLE)}, "
+    "jsonb_build_object('user_id', "
+    f"nullif(current_setting({literal(CONTEXT_GUC)}, true), '')::jsonb -> 'user')) AS r)"
+)
 
 
 def select_list(spec: EventSpec, row: str, label: str, context_sql: str) -> str:
     # clock_timestamp(), not now(): events of one transaction get increasing times, so a
     # timeline across tables shows them in the order they were written.
-    values = ["clock_timestamp()", literal(label), context_sql]
+    values = ["clock_timestamp()", literal(label), context_sql, CONTEXT_USER_SQL]
     values += [value_sql(spec, row, column) for column in spec.columns]
     return ", ".join(values)
 
@@ -123,6 +136,17 @@ def bypass_sql(*, row_count_sql: str, source: str = "") -> str:
     )
 
 
+# A statement trigger's plan is made for the first transition tables it sees and
+# kept for the session: pinned to hash joins, a join planned for one row still scales
+# to a million (in bounded memory: hash joins spill to disk, hashed set operations do not).
+JOIN_PLAN_SETTINGS = "SET enable_nestloop = off SET enable_mergejoin = off"
+
+
+def joins_old_rows(operation: str, condition_sql: str) -> bool:
+    """Whether an UPDATE trigger compares old and new rows, so needs both images."""
+    return operation == "UPDATE" and 'OLD."' in condition_sql
+
+
 def statement_trigger_body(
     spec: EventSpec, *, label: str, operation: str, row: str, condition_sql: str = ""
 ) -> str:
@@ -132,36 +156,21 @@ def statement_trigger_body(
     once, and only if some row is selected: a statement that changes nothing writes no
     context row.
 
-    PL/pgSQL plans a parameterless statement once per session and keeps that plan, so
-    a join planned for a one-row UPDATE would be reused, as a nested loop, for a
-    100,000-row one: quadratic. Updates therefore find changed rows without a join (a
-    set difference of the transition tables, the default), or run their join through
-    EXECUTE, planned for the rows at hand.
+    Conditions on old values join the old rows to the new ones by primary key. PL/pgSQL
+    keeps the first plan of this statement for the session, so the function must be
+    created with ``JOIN_PLAN_SETTINGS`` (``CaptureTrigger`` does): otherwise a nested
+    loop planned for a one-row save is reused for a 100,000-row update (quadratic).
     """
     source_table = NEW_TABLE if row == "NEW" else OLD_TABLE
     alias = NEW if row == "NEW" else OLD
     source = f"{quote(source_table)} AS {alias}"
     where = ""
-    dynamic = False
-    if operation == "UPDATE" and condition_sql == any_change_sql(spec.columns):
-        # Rows of the new image that are not in the old one changed; a changed primary
-        # key makes a row differ too. Set operations compare NULLs as equal.
-        columns = ", ".join(quote(c) for c in spec.columns)
-        source = (
-            f"(SELECT {columns} FROM {quote(NEW_TABLE)} "
-            f"EXCEPT ALL SELECT {columns} FROM {quote(OLD_TABLE)}) AS {alias}"
-        )
-    elif operation == "UPDATE" and condition_sql:
-        condition = _alias(condition_sql)
-        if f'{OLD}."' in condition:
-            # LEFT JOIN: a row whose primary key changed has no partner under the new key;
-            # it is always recorded instead of being silently dropped.
-            pk = quote(spec.pk_column)
-            source += f" LEFT JOIN {quote(OLD_TABLE)} AS {OLD} ON {OLD}.{pk} = {NEW}.{pk}"
-            where = f"\nWHERE {OLD}.{pk} IS NULL OR ({condition})"
-            dynamic = True
-        else:
-            where = f"\nWHERE {condition}"
+    if joins_old_rows(operation, condition_sql):
+        # LEFT JOIN: a row whose primary key changed has no partner under the new key;
+        # it is always recorded instead of being silently dropped.
+        pk = quote(spec.pk_column)
+        source += f" LEFT JOIN {quote(OLD_TABLE)} AS {OLD} ON {OLD}.{pk} = {NEW}.{pk}"
+        where = f"\nWHERE {OLD}.{pk} IS NULL OR ({_alias(condition_sql)})"
     elif condition_sql:
         where = f"\nWHERE {_alias(condition_sql)}"
     statement = (
@@ -169,8 +178,6 @@ def statement_trigger_body(
         + f"\nSELECT {select_list(spec, alias, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
         + f"\nFROM {source}{where}"
     )
-    if dynamic:
-        statement = f"EXECUTE $audit${statement}$audit$"
     return (
         bypass_sql(row_count_sql="count(*)", source=f" FROM {quote(source_table)}")
         + f"\n{statement};\nRETURN NULL;"
@@ -266,15 +273,27 @@ class AuditTriggerSql(UpsertTriggerSql):
     triggers themselves record.
     """
 
+    def __init__(self, *, settings: str = "", **kwargs: Any) -> None:
+        # Function-level settings (``SET name = value ...``), e.g. JOIN_PLAN_SETTINGS.
+        # Optional, so SQL without them is unchanged and keeps its hash.
+        self.settings = settings
+        super().__init__(**kwargs)
+        if settings:
+            self.kwargs["settings"] = settings
+
     def get_template(self) -> str:
-        return """
+        settings = f" {self.settings}" if self.settings else ""
+        return (
+            """
             CREATE OR REPLACE FUNCTION {pgid}()
             RETURNS TRIGGER AS $$
                 {declare}
                 BEGIN
                     {func}
                 END;
-            $$ LANGUAGE plpgsql;
+            $$ LANGUAGE plpgsql"""
+            + settings
+            + """;
 
             DROP TRIGGER IF EXISTS {pgid} ON {table};
             CREATE {constraint} TRIGGER {pgid}
@@ -286,3 +305,4 @@ class AuditTriggerSql(UpsertTriggerSql):
 
             COMMENT ON TRIGGER {pgid} ON {table} IS '{hash}';
         """
+        )

@@ -249,6 +249,12 @@ def create_event_model(
                         fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
                     ),
                     models.Index(fields=["audit_context"], name=_index_name(db_table, "ctx")),
+                    models.Index(
+                        # One user's events, newest first: a merge of per-table scans.
+                        fields=["audit_user", "audit_created_at", "audit_id"],
+                        name=_index_name(db_table, "usr"),
+                        condition=models.Q(audit_user__isnull=False),
+                    ),
                 ],
                 "verbose_name": f"{opts.verbose_name} event",
                 "verbose_name_plural": f"{opts.verbose_name} events",

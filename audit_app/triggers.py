@@ -29,8 +29,13 @@ class AuditTrigger(pgtrigger.Trigger):
                 level=self.level,
                 condition=self.render_condition(model),
                 execute=self.render_execute(model),
+                settings=self.get_function_settings(model),
             ),
         )
+
+    def get_function_settings(self, model: Any) -> str:
+        """``SET`` clauses of the trigger function; none by default."""
+        return ""
 
 
 class AppendOnly(AuditTrigger):
@@ -74,9 +79,7 @@ class CaptureTrigger(AuditTrigger):
         self.condition_sql = condition_sql
         referencing = None
         if level == "STATEMENT":
-            needs_old = operation == "DELETE" or (
-                operation == "UPDATE" and 'OLD."' in condition_sql
-            )
+            needs_old = operation == "DELETE" or sql.joins_old_rows(operation, condition_sql)
             referencing = pgtrigger.Referencing(
                 old=sql.OLD_TABLE if needs_old else None,
                 new=sql.NEW_TABLE if operation != "DELETE" else None,
@@ -92,6 +95,13 @@ class CaptureTrigger(AuditTrigger):
         # Statement-level triggers filter rows in their body instead.
         if self.level == pgtrigger.Row and self.condition_sql:
             return f"WHEN ({self.condition_sql})"
+        return ""
+
+    def get_function_settings(self, model: Any) -> str:
+        if self.level == pgtrigger.Statement and sql.joins_old_rows(
+            str(self.operation), self.condition_sql
+        ):
+            return sql.JOIN_PLAN_SETTINGS
         return ""
 
     def get_func(self, model: Any) -> str:

@@ -358,13 +358,19 @@ class Seeder:
         columns = [
             self.column_sql(model, name, col) for name, col in model.audit_event_model.audit_fields
         ]
+        context_id = f"({int(ctx_first)} + floor({position} * {int(n_ctx)})::bigint)"
+        # The same user as insert_contexts gave that context (the triggers copy it too).
+        user_ids = ", ".join(str(int(pk)) for pk in self.slot_user_ids)
+        user_id = (
+            f"(ARRAY[{user_ids}])[1 + ({context_id} * 2654435761) % {len(self.slot_user_ids)}]"
+        )
         statement = (
             f"{audit_sql.insert_into(spec)}\n"
             f"SELECT {audit_sql.literal(start.isoformat())}::timestamptz"
             f" + make_interval(secs => {position} * {float(seconds)!r}), "
             "CASE WHEN g = 1 AND t.fresh THEN 'insert' "
             f"WHEN g = {k} AND t.rn % 50 = 7 THEN 'delete' ELSE 'update' END, "
-            f"{int(ctx_first)} + floor({position} * {int(n_ctx)})::bigint, {', '.join(columns)}\n"
+            f"{context_id}, {user_id}, {', '.join(columns)}\n"
             f"FROM (SELECT live.*, row_number() OVER (ORDER BY live.{pk}) - 1 AS rn, "
             f"NOT EXISTS (SELECT 1 FROM {q(spec.event_table)} AS e WHERE e.{pk} = live.{pk}) "
             f"AS fresh FROM {live} AS live {where}) AS t\n"
@@ -378,6 +384,7 @@ class Seeder:
         first = execute("SELECT coalesce(max(id), 0) + 1 FROM audit_app_context")[0][0]
         slots = self.user_slots()
         ids = [self.users[s].pk for s in slots]
+        self.slot_user_ids = ids  # insert_events copies each context's user to its events
         names = [self.users[s].username for s in slots]
         start, seconds = window
         execute(

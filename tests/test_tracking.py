@@ -47,6 +47,7 @@ class TestEventModel:
             ("audit_context_id",),
             ("audit_created_at", "audit_id"),
             ("audit_id",),
+            ("audit_user_id", "audit_created_at", "audit_id"),
             ("id", "audit_created_at", "audit_id"),
         ]
         assert not [c for c in constraints.values() if c["foreign_key"]]
@@ -63,6 +64,7 @@ class TestEventModel:
             "audit_created_at",
             "audit_label",
             "audit_context_id",
+            "audit_user_id",
             "uid",
             "status",
             "amount",
