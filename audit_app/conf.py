@@ -5,6 +5,7 @@ Every setting is named ``AUDIT_<NAME>`` and documented in ``docs/settings.md``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -57,10 +58,16 @@ def request_id_header() -> str:
 
 def json_encoder() -> Any:
     """JSON encoder class (or dotted path) used to serialise context metadata."""
+    encoder = _get("JSON_ENCODER", "django.core.serializers.json.DjangoJSONEncoder")
+    return _import(encoder) if isinstance(encoder, str) else encoder
+
+
+@functools.cache
+def _import(path: str) -> Any:
+    # Every context entered resolves the encoder: import each path once.
     from django.utils.module_loading import import_string
 
-    encoder = _get("JSON_ENCODER", "django.core.serializers.json.DjangoJSONEncoder")
-    return import_string(encoder) if isinstance(encoder, str) else encoder
+    return import_string(path)
 
 
 def command_context() -> bool:

@@ -31,7 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass(frozen=True)
 class _Frame:
     metadata: dict[str, Any]
-    literal: str  # the metadata as an SQL string constant, ready to prepend
+    literal: str  # the metadata as an SQL string constant
+    prefix: str  # the statement that hands it over (tracking not disabled), built once
 
 
 _current: ContextVar[_Frame | None] = ContextVar("audit_app_context", default=None)
@@ -73,7 +74,8 @@ def _frame(metadata: dict[str, Any]) -> _Frame:
         ) from exc
     # The encoder may have produced NaN-free text with NUL escapes from custom objects.
     payload = payload.replace("\\u0000", "\\ufffd")
-    return _Frame(clean, sql_string(payload))
+    literal = sql_string(payload)
+    return _Frame(clean, literal, _prefix(literal, _EMPTY))
 
 
 class context:
@@ -189,11 +191,14 @@ def settings_prefix(connection: Any) -> str | None:
         connection._audit_settings_dirty = False
         return None
     connection._audit_settings_dirty = in_transaction
+    if frame is not None and disabled is None:
+        return frame.prefix
+    return _prefix(frame.literal if frame else _EMPTY, disabled or _EMPTY)
+
+
+def _prefix(context_literal: str, disabled_literal: str) -> str:
     return sql.set_config_sql(
-        [
-            (sql.CONTEXT_GUC, frame.literal if frame else _EMPTY),
-            (sql.DISABLED_GUC, disabled or _EMPTY),
-        ]
+        [(sql.CONTEXT_GUC, context_literal), (sql.DISABLED_GUC, disabled_literal)]
     )
 
 
