@@ -8,24 +8,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit_app', '0002_auditevent'),
+        ("audit_app", "0002_auditevent"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='context',
-            name='audit_ctx_request_id',
+            model_name="context",
+            name="audit_ctx_request_id",
         ),
         migrations.AlterField(
-            model_name='context',
-            name='user',
-            field=models.ForeignKey(db_constraint=False, db_index=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="context",
+            name="user",
+            field=models.ForeignKey(
+                db_constraint=False,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddIndex(
-            model_name='context',
-            index=django.contrib.postgres.indexes.HashIndex(django.db.models.fields.json.KeyTextTransform('request_id', 'metadata'), name='audit_ctx_request_id'),
+            model_name="context",
+            index=django.contrib.postgres.indexes.HashIndex(
+                django.db.models.fields.json.KeyTextTransform("request_id", "metadata"),
+                name="audit_ctx_request_id",
+            ),
         ),
     ]
