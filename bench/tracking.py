@@ -210,6 +210,8 @@ def tracked_update_filter() -> str:
         return "EXCEPT ALL set difference, like (a)"
     if "EXECUTE $" in source:
         return "LEFT JOIN through EXECUTE, like (e)"
+    if "LEFT JOIN" in source and "enable_nestloop" in source:
+        return "LEFT JOIN, function pinned to hash joins, like (d)"
     if "LEFT JOIN" in source:
         return "LEFT JOIN with per-column IS DISTINCT FROM, like (j)"
     return "unknown (read the trigger function)"
