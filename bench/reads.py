@@ -67,8 +67,6 @@ import audit_app  # noqa: E402
 from audit_app import export  # noqa: E402
 from audit_app import sql as audit_sql  # noqa: E402
 from audit_app.models import AuditEvent  # noqa: E402
-from audit_app.query import data_sql, markers_sql  # noqa: E402
-from audit_app.tracking import event_models  # noqa: E402
 from shop.models import (  # noqa: E402
     Customer,
     DigitalProduct,
@@ -643,7 +641,6 @@ def measure(seeder: Seeder, sizes: dict, phase: str) -> dict[str, Any]:
         except RuntimeError as exc:
             results[name] = {"error": str(exc)}
             log(f"  {phase} {name}: {exc}")
-    whatif(results, frequent, rare, runs)
     counts = {
         "events": seeder.total_events(),
         "100k-event object events": AuditEvent.objects.tracks(heavy).without_diffs().count(),
@@ -653,70 +650,6 @@ def measure(seeder: Seeder, sizes: dict, phase: str) -> dict[str, Any]:
         "contexts": execute("SELECT count(*) FROM audit_app_context")[0][0],
     }
     return {"results": results, "explains": explains, "counts": counts}
-
-
-# ---------------------------------------------------------------------------------------
-# What-if: the SQL audit_app compiles today next to variants suggested in
-# docs/performance.md. SQL only (execute + fetch, no model instances, no diffs), so the
-# two columns compare like with like. audit_app itself is not changed.
-
-
-def compiled(queryset: Any) -> tuple[str, tuple]:
-    return queryset.query.get_compiler(using=queryset.db).as_sql()
-
-
-def run_sql(statement: str, params: Any) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return len(cursor.fetchall())
-
-
-def keys_then_data(user_pk: int) -> int:
-    """by_user page with branches that carry keys only; data fetched for the page."""
-    chosen = event_models()
-    legs = " UNION ALL ".join(
-        f"SELECT {i} AS t, e.audit_id AS event_id, e.audit_created_at AS created_at, "
-        f"e.audit_context_id AS context_id FROM {q(m.audit_spec.event_table)} AS e"
-        for i, m in enumerate(chosen)
-    )
-    page = execute(
-        f"WITH u AS ({legs}) SELECT u.t, u.event_id FROM u "
-        "JOIN audit_app_context AS c ON c.id = u.context_id WHERE c.user_id = %s "
-        "ORDER BY u.created_at DESC, u.event_id DESC LIMIT 50",
-        [user_pk],
-    )
-    by_table: dict[int, list[int]] = {}
-    for table, event_id in page:
-        by_table.setdefault(table, []).append(event_id)
-    for table, ids in by_table.items():
-        model = chosen[table]
-        run_sql(
-            f"SELECT e.audit_id, {data_sql(model)}, {markers_sql(model)} "
-            f"FROM {q(model.audit_spec.event_table)} AS e WHERE e.audit_id = ANY(%s)",
-            [ids],
-        )
-    return len(page)
-
-
-def whatif(results: dict[str, Any], frequent: Any, rare: Any, runs: int) -> None:
-    cases = {}
-    for label, user in (("frequent", frequent), ("rare", rare)):
-        queryset = AuditEvent.objects.without_diffs().by_user(user)[:50]
-        cases[f"by_user {label}"] = (
-            queryset,
-            lambda user=user: keys_then_data(user.pk),
-            "branches carry keys only; data fetched for the 50 rows of the page",
-        )
-    for name, (queryset, variant, change) in cases.items():
-        statement, params = compiled(queryset)
-        now = timed(lambda s=statement, p=params: run_sql(s, p), min(runs, 3), warmup=1)
-        after = timed(variant, runs)
-        results[f"what-if SQL: {name}"] = {
-            "median_ms": median(after),
-            "as_compiled_ms": median(now),
-            "change": change,
-        }
-        log(f"  what-if {name}: {median(now):.2f} ms as compiled, {median(after):.2f} ms {change}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -934,8 +867,6 @@ def report(data: dict[str, Any], sizes: dict) -> None:
     )
     rows = []
     for name, big_result in big["results"].items():
-        if name.startswith("what-if"):
-            continue
         if not isinstance(big_result, dict) or "median_ms" not in big_result:
             rows.append([name, "-", str(big_result)[:60], "-", "-", "-", "-"])
             continue
@@ -961,24 +892,6 @@ def report(data: dict[str, Any], sizes: dict) -> None:
     print_table(["case", "small ms", "big ms", "big/small", "queries", "events", "target"], rows)
     print("counts (small):", json.dumps(small["counts"]))
     print("counts (big):", json.dumps(big["counts"]))
-    print()
-    print("What-if, SQL only (execute + fetch), median ms: as audit_app compiles it vs a variant")
-    rows = []
-    for name, big_result in big["results"].items():
-        if not name.startswith("what-if"):
-            continue
-        small_result = small["results"].get(name, {})
-        rows.append(
-            [
-                name.removeprefix("what-if SQL: "),
-                fmt(small_result.get("as_compiled_ms")),
-                fmt(small_result.get("median_ms")),
-                fmt(big_result["as_compiled_ms"]),
-                fmt(big_result["median_ms"]),
-                big_result["change"],
-            ]
-        )
-    print_table(["case", "small now", "small variant", "big now", "big variant", "variant"], rows)
     if "export" in data:
         ex = data["export"]
         floor = ex["copy"]["median_s"]
