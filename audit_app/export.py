@@ -4,22 +4,29 @@ The rows are computed by PostgreSQL in one query (diff included) and, for CSV an
 JSON Lines, formatted by ``COPY ... TO STDOUT`` as well: Python only passes chunks
 of bytes along. Cells that a spreadsheet would run as a formula are neutralised in
 the same SQL.
+
+The diff is generated per event table from its column list: each event row is joined
+to its object's previous row (one probe of the object index) and the two are compared
+column by column, not as two jsonb images key by key.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from django.apps import apps
 from django.db import connections, models
 from django.db.models.expressions import RawSQL
+from django.db.models.sql import Query
 
 from audit_app import sql
-from audit_app.query import AGGREGATE_TABLE, MASKED
-from audit_app.tracking import tracked_models
+from audit_app.query import AGGREGATE_TABLE, MASKED, Filter, branch_sql
+from audit_app.tracking import event_models, tracked_models
 
 COLUMNS = (
     "time",
@@ -39,6 +46,10 @@ _FORMULA_RE = re.compile(r"^(\s*[=+\-@]|[\t\r])")
 _FORMULA_SQL = r"'^([[:space:]]*[-=+@]|[\t\r])'"
 CHUNK_ROWS = 2_000
 _ORDERABLE = ("created_at", "event_id", "event_model", "obj_model", "obj_id", "label")
+# Columns that our union branches add to AuditEvent's (see _diff_branch_sql).
+_FIELDS = "export_changed_fields"
+_DIFF = "export_diff"
+_MAX_ARGS = 50  # SQL functions take at most 100 arguments
 
 
 def guard(value: Any) -> Any:
@@ -49,73 +60,196 @@ def guard(value: Any) -> Any:
 
 
 def _guard_sql(expression: str) -> str:
-    return (
-        f"(CASE WHEN {expression} ~ {_FORMULA_SQL} THEN '''' || {expression} ELSE {expression} END)"
-    )
+    # One evaluation of the value (CASE WHEN x ~ ... THEN '''' || x ELSE x would be two).
+    return rf"regexp_replace({expression}, {_FORMULA_SQL}, '''\1')"
 
 
-def _object_label_sql() -> str:
-    cases = " ".join(
-        f"WHEN {sql.literal(m._meta.label)} THEN {sql.literal(str(m._meta.verbose_name) + ' ')}"
-        for m in tracked_models()
-    )
-    return f"(CASE ev.obj_model {cases} ELSE '' END || ev.obj_id)" if cases else "ev.obj_id"
+def _object_label_sql(guarded_obj_id: str) -> str:
+    cases = []
+    for model in tracked_models():
+        prefix = str(model._meta.verbose_name) + " "
+        label = f"{sql.literal(prefix)} || ev.obj_id"
+        # After a letter or digit no formula can start, whatever the key: no guard.
+        cases.append(
+            f"WHEN {sql.literal(model._meta.label)} THEN "
+            + (label if prefix[0].isalnum() else _guard_sql(label))
+        )
+    if not cases:
+        return guarded_obj_id
+    return f"(CASE ev.obj_model {' '.join(cases)} ELSE {guarded_obj_id} END)"
 
 
 _ACTION_SQL = (
-    "(CASE WHEN c.metadata->>'audit_action' IN ('reverted', 'restored') "
-    "AND ev.label IN ('insert', 'update') THEN c.metadata->>'audit_action' "
+    "(CASE WHEN c.audit_action IN ('reverted', 'restored') "
+    "AND ev.label IN ('insert', 'update') THEN c.audit_action "
     "WHEN ev.label = 'insert' THEN 'created' WHEN ev.label = 'update' THEN 'changed' "
     "WHEN ev.label = 'delete' THEN 'deleted' ELSE ev.label END)"
 )
+# The context's cells come from a subquery per context row, which PostgreSQL caches
+# per context id (Memoize): consecutive events mostly share a context. OFFSET 0 keeps
+# the subquery from being merged into the outer query, which would then read and
+# guard the metadata again for every event.
+_CONTEXT_SQL = (
+    "LEFT JOIN LATERAL (SELECT "
+    + ", ".join(
+        _guard_sql(f"coalesce(c.metadata->>{sql.literal(key)}, '')") + f" AS {key}"
+        for key in ("username", "request_id", "url")
+    )
+    + ", c.metadata->>'audit_action' AS audit_action "
+    + f"FROM {sql.quote(sql.CONTEXT_TABLE)} AS c WHERE c.id = ev.context_id OFFSET 0) AS c ON TRUE"
+)
+
+
+def _concat_ws(separator: str, parts: list[str]) -> str:
+    """``concat_ws`` of any number of parts: NULL parts are skipped, as concat_ws does."""
+    if len(parts) <= _MAX_ARGS:
+        return f"concat_ws({separator}, {', '.join(parts)})"
+    chunks = [parts[i : i + _MAX_ARGS] for i in range(0, len(parts), _MAX_ARGS)]
+    return _concat_ws(separator, [f"nullif({_concat_ws(separator, c)}, '')" for c in chunks])
+
+
+def _jsonb_key_order(name: str) -> tuple[int, bytes]:
+    # jsonb stores object keys shortest first, then bytewise; its text shows that order.
+    encoded = name.encode()
+    return len(encoded), encoded
+
+
+def _diff_sql(event_model: type[models.Model]) -> tuple[str, str, str]:
+    """The previous-version join, changed field names and diff of one event table.
+
+    The previous version is read as columns (``LEFT JOIN LATERAL ... LIMIT 1`` on the
+    object index) and compared with the current one by one ``IS DISTINCT FROM`` per
+    tracked column. The diff is the text of the jsonb object ``{field: [old, new]}``
+    (keys in jsonb's order), put together as text: ``jsonb_strip_nulls`` would strip
+    nulls inside JSON values too. Masked fields compare their change markers and show
+    ``MASKED`` for both values. Both are NULL for an object's first event.
+    """
+    spec = event_model.audit_spec
+    concrete = event_model.audit_tracked_model._meta.concrete_model
+    # The previous row is found by the key: the key column never differs.
+    compared = [(n, c) for n, c in event_model.audit_fields if c != spec.pk_column]
+    pk = sql.quote(spec.pk_column)
+    previous = (
+        "LEFT JOIN LATERAL (SELECT "
+        + ", ".join(["p.audit_id", *(f"p.{sql.quote(c)}" for _, c in compared)])
+        + f" FROM {sql.quote(spec.event_table)} AS p WHERE p.{pk} = e.{pk} "
+        "AND (p.audit_created_at, p.audit_id) < (e.audit_created_at, e.audit_id) "
+        "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1) AS prev ON TRUE"
+    )
+    changed = {c: f"prev.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for _, c in compared}
+    names = [f"CASE WHEN {changed[c]} THEN {sql.literal(n)} END" for n, c in sorted(compared)]
+    pairs = []
+    for name, column in sorted(compared, key=lambda nc: _jsonb_key_order(nc[0])):
+        key = json.dumps(name, ensure_ascii=False) + ": "
+        if column in spec.masked:
+            pair = sql.literal(key + json.dumps([MASKED, MASKED], ensure_ascii=False))
+        else:
+            old, new = f"prev.{sql.quote(column)}", f"e.{sql.quote(column)}"
+            if isinstance(concrete._meta.get_field(name), models.DecimalField):
+                # As AuditEvent.data has them: jsonb numbers would read back as floats.
+                old, new = f"{old}::text", f"{new}::text"
+            pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
+        pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
+    exists = "prev.audit_id IS NOT NULL"
+    fields = f"CASE WHEN {exists} THEN {_concat_ws(sql.literal(' '), names)} END"
+    diff = (
+        f"CASE WHEN {exists} THEN "
+        f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}' END"
+    )
+    return previous, fields, diff
+
+
+def _diff_branch_sql(event_model: type[models.Model], filters: tuple[Filter, ...]) -> Filter:
+    """``query.branch_sql`` with the diff columns and the previous-version join added."""
+    branch, params = branch_sql(event_model, filters)
+    previous, fields, diff = _diff_sql(event_model)
+    source = f" FROM {sql.quote(event_model.audit_spec.event_table)} AS e"
+    # A branch's select list holds no subquery: the first FROM is the branch's own.
+    at = branch.find(source)
+    if at < 0:
+        raise RuntimeError(
+            f"Cannot add the diff to the branch of {event_model._meta.label}: no {source!r} "
+            "in query.branch_sql()'s output. Update audit_app.export to its new shape."
+        )
+    end = at + len(source)
+    return (
+        f"{branch[:at]}, {fields} AS {_FIELDS}, {diff} AS {_DIFF}"
+        f"{branch[at:end]} {previous}{branch[end:]}",
+        params,
+    )
+
+
+def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter | None:
+    """Like ``query.union_sql``, with diff columns; None when no event table is in scope."""
+    if scope is None:
+        chosen = [(m, ()) for m in event_models()]
+    else:
+        chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
+    if not chosen:
+        return None
+    parts, params = [], []
+    for event_model, filters in chosen:
+        branch, branch_params = _diff_branch_sql(event_model, filters)
+        parts.append(branch)
+        params.extend(branch_params)
+    return " UNION ALL ".join(parts), tuple(params)
+
+
+def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:
+    """The queryset's events (keys, context, diff columns if asked), and whether diffed."""
+    inner = queryset.without_diffs()
+    union = _diff_union_sql(inner.query.audit_scope) if diff else None
+    if union is None:
+        inner = inner.values(*_ORDERABLE, "context_id")
+        statement, params = inner.query.get_compiler(using=inner.db).as_sql()
+        return statement, tuple(params), False
+    inner = inner.annotate(
+        # Columns of our own union (below), not user input.
+        **{
+            name: RawSQL(f"{sql.quote(AGGREGATE_TABLE)}.{sql.quote(name)}", ())  # noqa: S611
+            for name in (_FIELDS, _DIFF)
+        }
+    ).values(*_ORDERABLE, "context_id", _FIELDS, _DIFF)
+    # Django's own compiler, not AuditEventQuery's: the CTE is ours, with diff columns.
+    statement, params = Query.get_compiler(inner.query, using=inner.db).as_sql()
+    union_sql, union_params = union
+    return (
+        f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union_sql}) {statement}",
+        (*union_params, *params),
+        True,
+    )
 
 
 def rows_sql(queryset: models.QuerySet) -> tuple[str, tuple[Any, ...]]:
     """SQL returning one text row per event of ``queryset``, in ``COLUMNS`` order."""
-    inner = queryset.without_diffs()
-    inner.query.audit_previous = True
-    inner = inner.annotate(
-        # A column of our own CTE, not user input.
-        prev_data=RawSQL(f'{sql.quote(AGGREGATE_TABLE)}."prev_data"', ())  # noqa: S611
-    ).values(*_ORDERABLE, "context_id", "data", "masked_markers", "prev_data")
-    inner_sql, params = inner.query.get_compiler(using=inner.db).as_sql()
-    # The joins below may reorder rows: repeat the queryset's ordering outside.
+    events, params, diffed = _events_sql(queryset, diff=True)
+    # The join below may reorder rows: repeat the queryset's ordering outside.
     ordering = []
     for term in queryset.query.order_by or queryset.model._meta.ordering:
         name = term.lstrip("-")
         if name not in _ORDERABLE:
             raise ValueError(f"Exports can be ordered by {_ORDERABLE}, not {name!r}.")
         ordering.append(f"ev.{name} {'DESC' if term.startswith('-') else 'ASC'}")
-    current = "(ev.data || coalesce(ev.masked_markers, '{}'::jsonb))"
-    masked = sql.literal(MASKED)
+    # Only cells that can hold user text are guarded: the time, model label, action,
+    # field names and the diff (it starts with "{") cannot start a formula.
+    obj_id = _guard_sql("ev.obj_id")
     cells = [
         """to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
         "ev.obj_model",
-        "ev.obj_id",
-        _object_label_sql(),
+        obj_id,
+        _object_label_sql(obj_id),
         _ACTION_SQL,
-        "coalesce(c.metadata->>'username', '')",
-        "coalesce(c.metadata->>'request_id', '')",
-        "coalesce(c.metadata->>'url', '')",
-        "coalesce(d.fields, '')",
-        "coalesce(d.diff::text, '')",
+        "coalesce(c.username, '')",
+        "coalesce(c.request_id, '')",
+        "coalesce(c.url, '')",
+        f"coalesce(ev.{_FIELDS}, '')" if diffed else "''",
+        f"coalesce(ev.{_DIFF}, '')" if diffed else "''",
     ]
-    select = ", ".join(
-        f"{_guard_sql(cell)} AS {name}" for cell, name in zip(cells, COLUMNS, strict=True)
-    )
+    select = ", ".join(f"{cell} AS {name}" for cell, name in zip(cells, COLUMNS, strict=True))
     statement = (
-        f"SELECT {select} FROM ({inner_sql}) AS ev "
-        f"LEFT JOIN {sql.quote(sql.CONTEXT_TABLE)} AS c ON c.id = ev.context_id "
-        "LEFT JOIN LATERAL ("
-        "SELECT string_agg(k, ' ' ORDER BY k) AS fields, jsonb_object_agg(k, "
-        f"CASE WHEN ev.masked_markers ? k THEN jsonb_build_array({masked}, {masked}) "
-        "ELSE jsonb_build_array(ev.prev_data -> k, v) END) AS diff "
-        f"FROM jsonb_each({current}) AS cur(k, v) "
-        "WHERE ev.prev_data IS NOT NULL AND ev.prev_data -> k IS DISTINCT FROM v"
-        ") AS d ON TRUE"
-        f" ORDER BY {', '.join(ordering)}"
+        f"SELECT {select} FROM ({events}) AS ev {_CONTEXT_SQL} ORDER BY {', '.join(ordering)}"
     )
-    return statement, tuple(params)
+    return statement, params
 
 
 def rows(queryset: models.QuerySet, *, chunk_size: int = CHUNK_ROWS) -> Iterator[tuple[str, ...]]:

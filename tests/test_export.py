@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 import audit_app
 from audit_app import export
 from audit_app.models import AuditEvent
-from shop.models import Customer, Order
+from shop.models import Customer, DigitalProduct, Order, Product
+from tests.trackapp.models import Invoice, Widget
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +97,84 @@ def test_rows_generator_and_jsonl_match_csv(events):
     from_csv = parse_csv(b"".join(export.stream_csv(qs)))
     assert from_rows == from_jsonl == from_csv
     assert len(from_rows) == 2
+
+
+def test_context_cells_are_guarded_like_guard(django_user_model):
+    """User, request id and URL: each hostile value comes out as guard() makes it."""
+    for i, value in enumerate(HOSTILE):
+        with audit_app.context(user=None, username=value, request_id=value, url=value):
+            Customer.objects.create(name=f"c{i}", email=f"c{i}@example.org")
+    rows = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.order_by("created_at"))))
+    assert [(r["user"], r["request_id"], r["url"]) for r in rows] == [
+        (export.guard(v),) * 3 for v in HOSTILE
+    ]
+
+
+def test_object_keys_are_guarded():
+    widget = Widget.objects.create(id=-5, name="negative key")
+    (row,) = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.across(Widget))))
+    assert row["object_id"] == "'-5" and row["object"] == f"widget {widget.pk}"
+
+
+@pytest.fixture
+def history():
+    """Versions of several models: JSON with nulls, decimals, masked fields, UUID keys,
+    concrete inheritance, a delete and a snapshot that changes nothing."""
+    with audit_app.context(username="ann"):
+        widget = Widget.objects.create(name="w", data={"a": None, "b": [1, None]})
+        widget.data = {"a": 1, "b": [1, None], "c": {"d": None}}
+        widget.secret_token = "s1"
+        widget.save()
+        widget.size = 3
+        widget.save()
+        audit_app.create_event(widget, label="snapshot")  # nothing changed
+        product = DigitalProduct.objects.create(
+            sku="d1", name="Song", price="1.10", download_url="https://x.example/1"
+        )
+        product.price = "2.00"
+        product.name = 'Song "remix"\n\ttwo'
+        product.file_size_mb = 7
+        product.save()
+        Product.objects.filter(pk=product.pk).update(active=False)
+        invoice = Invoice.objects.create(amount=10, code="abc")
+        Invoice.objects.filter(pk=invoice.pk).update(status="sent", amount=20)
+        customer = Customer.objects.create(name="C", email="c@example.org", api_token="t1")
+        customer.api_token = "t2"
+        customer.phone = "123"
+        customer.save()
+        customer.delete()
+
+
+def test_diffs_are_the_diffs_of_the_event_api(history):
+    """Every row's changed fields and diff are what AuditEvent.diff says, in the same order."""
+    events = list(AuditEvent.objects.all())
+    rows = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.all())))
+    assert len(rows) == len(events) > 10
+    for row, event in zip(rows, events, strict=True):
+        assert (row["model"], row["object_id"]) == (event.obj_model, event.obj_id)
+        assert row["changed_fields"] == " ".join(sorted(event.diff or ()))
+        assert (json.loads(row["diff"]) if row["diff"] else None) == (event.diff or None)
+    diffs = [json.loads(r["diff"]) for r in rows if r["diff"]]
+    assert {
+        "data": [{"a": None, "b": [1, None]}, {"a": 1, "b": [1, None], "c": {"d": None}}],
+        "secret_token": ["••••••", "••••••"],
+    } in diffs
+    assert {"name": ["Song", 'Song "remix"\n\ttwo'], "price": ["1.10", "2.00"]} in diffs
+
+
+def test_no_event_table_in_scope_exports_the_header_only(events):
+    nothing = AuditEvent.objects.across(Order).across(Customer)
+    assert b"".join(export.stream_csv(nothing)) == (",".join(export.COLUMNS) + "\n").encode()
+    assert b"".join(export.stream_jsonl(nothing)) == b""
+
+
+def test_concat_ws_takes_any_number_of_parts():
+    from django.db import connection
+
+    parts = [f"'p{i}'" if i % 3 else "NULL" for i in range(230)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {export._concat_ws(chr(39) + ' ' + chr(39), parts)}")
+        assert cursor.fetchone()[0] == " ".join(f"p{i}" for i in range(230) if i % 3)
 
 
 def test_export_follows_the_filters(events):
