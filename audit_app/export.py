@@ -220,9 +220,13 @@ def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[An
     )
 
 
-def rows_sql(queryset: models.QuerySet) -> tuple[str, tuple[Any, ...]]:
-    """SQL returning one text row per event of ``queryset``, in ``COLUMNS`` order."""
-    events, params, diffed = _events_sql(queryset, diff=True)
+def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tuple[Any, ...]]:
+    """SQL returning one text row per event of ``queryset``, in ``COLUMNS`` order.
+
+    With ``diff=False`` the ``changed_fields`` and ``diff`` cells are empty and no
+    event's previous version is looked up, which is most of the cost of an export.
+    """
+    events, params, diffed = _events_sql(queryset, diff=diff)
     # The join below may reorder rows: repeat the queryset's ordering outside.
     ordering = []
     for term in queryset.query.order_by or queryset.model._meta.ordering:
@@ -252,9 +256,11 @@ def rows_sql(queryset: models.QuerySet) -> tuple[str, tuple[Any, ...]]:
     return statement, params
 
 
-def rows(queryset: models.QuerySet, *, chunk_size: int = CHUNK_ROWS) -> Iterator[tuple[str, ...]]:
+def rows(
+    queryset: models.QuerySet, *, diff: bool = True, chunk_size: int = CHUNK_ROWS
+) -> Iterator[tuple[str, ...]]:
     """Yield export rows (tuples of text) through a server-side cursor, in chunks."""
-    statement, params = rows_sql(queryset)
+    statement, params = rows_sql(queryset, diff=diff)
     with connections[queryset.db].chunked_cursor() as cursor:
         cursor.execute(statement, params)
         while chunk := cursor.fetchmany(chunk_size):
@@ -267,17 +273,19 @@ def _copy(statement: str, params: tuple[Any, ...], options: str, using: str) -> 
             yield from (bytes(chunk) for chunk in copy)
 
 
-def stream_csv(queryset: models.QuerySet, *, header: bool = True) -> Iterator[bytes]:
+def stream_csv(
+    queryset: models.QuerySet, *, header: bool = True, diff: bool = True
+) -> Iterator[bytes]:
     """Yield the export as UTF-8 CSV, a chunk at a time, formatted by PostgreSQL."""
     if header:
         yield (",".join(COLUMNS) + "\n").encode()
-    statement, params = rows_sql(queryset)
+    statement, params = rows_sql(queryset, diff=diff)
     yield from _copy(statement, params, "FORMAT csv, ENCODING 'UTF8', FORCE_QUOTE *", queryset.db)
 
 
-def stream_jsonl(queryset: models.QuerySet) -> Iterator[bytes]:
+def stream_jsonl(queryset: models.QuerySet, *, diff: bool = True) -> Iterator[bytes]:
     """Yield the export as JSON Lines (one object per event)."""
-    statement, params = rows_sql(queryset)
+    statement, params = rows_sql(queryset, diff=diff)
     names = ", ".join(f"{sql.literal(n)}, r.{n}" for n in COLUMNS)
     jsonl = f"SELECT json_build_object({names})::text FROM ({statement}) AS r"
     # CSV format with quote and delimiter characters that JSON text never contains

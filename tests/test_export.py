@@ -162,6 +162,21 @@ def test_diffs_are_the_diffs_of_the_event_api(history):
     assert {"name": ["Song", 'Song "remix"\n\ttwo'], "price": ["1.10", "2.00"]} in diffs
 
 
+def test_diff_false_leaves_the_diff_out(history):
+    with_diff = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.all())))
+    without = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.all(), diff=False)))
+    assert any(r["diff"] for r in with_diff)
+    assert all(r["diff"] == r["changed_fields"] == "" for r in without)
+    keep = [c for c in export.COLUMNS if c not in ("changed_fields", "diff")]
+    assert [[r[c] for c in keep] for r in without] == [[r[c] for c in keep] for r in with_diff]
+    lines = b"".join(export.stream_jsonl(AuditEvent.objects.all(), diff=False)).splitlines()
+    assert [json.loads(line) for line in lines] == without
+    assert [
+        dict(zip(export.COLUMNS, r, strict=True))
+        for r in export.rows(AuditEvent.objects.all(), diff=False)
+    ] == without
+
+
 def test_no_event_table_in_scope_exports_the_header_only(events):
     nothing = AuditEvent.objects.across(Order).across(Customer)
     assert b"".join(export.stream_csv(nothing)) == (",".join(export.COLUMNS) + "\n").encode()
@@ -188,6 +203,8 @@ def test_export_command(events, tmp_path):
         "audit", "export", "--format", "csv", "--model", "shop.Order", "--output", str(target)
     )
     assert len(parse_csv(target.read_bytes())) == 2
+    call_command("audit", "export", "--model", "shop.Order", "--no-diff", "--output", str(target))
+    assert [r["diff"] for r in parse_csv(target.read_bytes())] == ["", ""]
     call_command(
         "audit",
         "export",

@@ -65,6 +65,12 @@ class Command(BaseCommand):
         export.add_argument("--since", type=_date)
         export.add_argument("--until", type=_date)
         export.add_argument("--output", "-o", help="file to write (default: standard output)")
+        export.add_argument(
+            "--no-diff",
+            dest="diff",
+            action="store_false",
+            help="leave changed_fields and diff empty: no previous-version lookup, much faster",
+        )
 
     def handle(self, *args: Any, subcommand: str, database: str, **options: Any) -> None:
         getattr(self, f"handle_{subcommand}")(database=database, **options)
@@ -167,7 +173,8 @@ class Command(BaseCommand):
             queryset = queryset.filter(created_at__gte=options["since"])
         if options["until"]:
             queryset = queryset.filter(created_at__lt=options["until"])
-        chunks = stream_csv(queryset) if options["format"] == "csv" else stream_jsonl(queryset)
+        stream = stream_csv if options["format"] == "csv" else stream_jsonl
+        chunks = stream(queryset, diff=options["diff"])
         out = open(options["output"], "wb") if options["output"] else sys.stdout.buffer  # noqa: SIM115
         progress = options["output"] and self.stderr.isatty()
         expected = queryset.estimated_count() if progress else 0
