@@ -1,5 +1,7 @@
 """AuditEvent: one stream over every event table, filters pushed into each branch."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -139,7 +141,8 @@ def test_by_user_merges_the_per_table_user_indexes(shop):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + statement, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Merge Append" in plan and "Sort  " not in plan
+    # Ties on the time are sorted on the page only (Incremental Sort), never a table.
+    assert "Merge Append" in plan and not re.search(r"(^|->  )Sort  ", plan, re.M)
     # Pushed into every event table's scan, no join with the context table.
     assert plan.count("audit_user_id = ") >= len(event_models())
     assert "Index Cond: (audit_user_id = " in plan and "audit_app_context" not in plan

@@ -47,7 +47,7 @@ class TestEventModel:
             ("audit_context_id",),
             ("audit_created_at", "audit_id"),
             ("audit_id",),
-            ("audit_user_id", "audit_created_at", "audit_id"),
+            ("audit_user_id", "audit_created_at"),
             ("id", "audit_created_at", "audit_id"),
         ]
         assert not [c for c in constraints.values() if c["foreign_key"]]

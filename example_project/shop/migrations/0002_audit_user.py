@@ -155,35 +155,35 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='customerevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_5f65d4a076_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_5f65d4a076_usr'),
         ),
         migrations.AddIndex(
             model_name='digitalproductevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_f78e629326_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_f78e629326_usr'),
         ),
         migrations.AddIndex(
             model_name='orderevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_d774810bd5_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_d774810bd5_usr'),
         ),
         migrations.AddIndex(
             model_name='orderitemevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_ad8c745574_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_ad8c745574_usr'),
         ),
         migrations.AddIndex(
             model_name='productevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_be957ee924_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_be957ee924_usr'),
         ),
         migrations.AddIndex(
             model_name='producttagevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_a74bce2d4d_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_a74bce2d4d_usr'),
         ),
         migrations.AddIndex(
             model_name='staffuserevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_0166c6e60c_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_0166c6e60c_usr'),
         ),
         migrations.AddIndex(
             model_name='tagevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_9d81bedf34_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_9d81bedf34_usr'),
         ),
         pgtrigger.migrations.AddTrigger(
             model_name='customer',

@@ -100,23 +100,23 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='credentialevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_f5f285b0d2_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_f5f285b0d2_usr'),
         ),
         migrations.AddIndex(
             model_name='invoiceevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_82e2abd777_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_82e2abd777_usr'),
         ),
         migrations.AddIndex(
             model_name='noteevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_5807e56e9b_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_5807e56e9b_usr'),
         ),
         migrations.AddIndex(
             model_name='rowwidgethistory',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_4a591197d3_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_4a591197d3_usr'),
         ),
         migrations.AddIndex(
             model_name='widgetevent',
-            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at', 'audit_id'], name='audit_9245fee213_usr'),
+            index=models.Index(condition=models.Q(('audit_user__isnull', False)), fields=['audit_user', 'audit_created_at'], name='audit_9245fee213_usr'),
         ),
         pgtrigger.migrations.AddTrigger(
             model_name='credential',
