@@ -49,6 +49,7 @@ class History:
         self.opts = model_admin.opts
         self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
         self._user_admin = self._registered_user_admin()
+        self._user_urls: dict[str, str | None] = {}
 
     def url(self, view: str, *args: Any) -> str:
         info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
@@ -63,25 +64,28 @@ class History:
     def _registered_user_admin(self) -> Any:
         from django.contrib.auth import get_user_model
 
-        return self.admin_site._registry.get(get_user_model())
+        user_admin = self.admin_site._registry.get(get_user_model())
+        if user_admin is None or not user_admin.has_view_or_change_permission(self.request):
+            return None
+        return user_admin
 
     def user_url(self, event: AuditEvent) -> str | None:
+        """The acting user's admin page, if the viewer may open it (once per user)."""
         user_id = event.metadata.get("user")
-        user_admin = self._user_admin
-        if (
-            user_id is None
-            or user_admin is None
-            or not user_admin.has_view_or_change_permission(self.request)
-        ):
+        if user_id is None or self._user_admin is None:
             return None
-        opts = user_admin.opts
-        try:
-            return reverse(
-                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
-                args=[quote(user_id)],
-            )
-        except NoReverseMatch:
-            return None
+        arg = str(quote(user_id))  # what reverse() puts into the URL
+        if arg not in self._user_urls:
+            opts = self._user_admin.opts
+            try:
+                url = reverse(
+                    f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+                    args=[arg],
+                )
+            except NoReverseMatch:
+                url = None
+            self._user_urls[arg] = url
+        return self._user_urls[arg]
 
     def event(self, key: str) -> AuditEvent:
         """The event ``key`` of this object, or Http404."""
