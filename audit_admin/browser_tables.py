@@ -20,18 +20,22 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
-from django.utils.text import capfirst
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator, capfirst
 
 from audit_admin import rendering
 from audit_admin.history import when
+from audit_admin.tables import AuditTable
 from audit_app.diff import event_changes, to_python
 from audit_app.models import AuditEvent
 
 # How many changed field names the collapsed diff summary lists.
 SUMMARY_FIELDS = 4
+
+NONE = mark_safe('<span class="audit-none">—</span>')
+DELETED_TAG = mark_safe(' <span class="audit-deleted-tag">deleted</span>')
 
 
 @dataclass
@@ -56,10 +60,22 @@ class PageResolver:
         self.shown: dict[str, list[rendering.Shown]] = {}
         self.usernames: dict[Any, str] = {}
         self.user_admin_urls: dict[Any, str] = {}
+        self._model_links: dict[str, SafeString] = {}
 
     def filter_url(self, **params: Any) -> str:
         """The browser filtered by ``params`` only (a fresh question, not a refinement)."""
         return f"{self.browser_url}?{urlencode(params)}"
+
+    def model_link(self, label: str) -> SafeString:
+        """The model's name, linked to the browser filtered by that model (once per model)."""
+        if label not in self._model_links:
+            opts = apps.get_model(label)._meta
+            self._model_links[label] = format_html(
+                '<a class="audit-model-link" href="{}">{}</a>',
+                self.filter_url(model=opts.label_lower),
+                str(opts.verbose_name).capitalize(),
+            )
+        return self._model_links[label]
 
     def resolve(self, records: list[AuditEvent]) -> None:
         self._resolve_objects(records)
@@ -168,7 +184,7 @@ def _row_id(record: AuditEvent) -> str:
     return f"event-{record.event_model.lower()}-{record.event_id}"
 
 
-class EventTable(tables.Table):
+class EventTable(AuditTable):
     """The global event stream, newest first (the order is the view's, never a column's).
 
     Computed columns read ``id``: django-tables2 resolves a column's accessor before
@@ -181,11 +197,6 @@ class EventTable(tables.Table):
             "th": {"class": "action-checkbox-column"},
             "td": {"class": "action-checkbox"},
             "th__input": {"id": "action-toggle", "aria-label": "Select all events of this page"},
-            "td__input": {
-                "class": "action-select",
-                "name": ACTION_CHECKBOX_NAME,
-                "aria-label": lambda record: f"Select event {record.id}",
-            },
         },
     )
     created_at = tables.Column(verbose_name="Time", orderable=False)
@@ -228,6 +239,15 @@ class EventTable(tables.Table):
             self._resolved = True
         return self.resolver
 
+    def render_selected(self, record: AuditEvent) -> str:
+        # Django's actions.js finds the boxes by this class and name.
+        return format_html(
+            '<input type="checkbox" name="{0}" value="{1}" class="action-select"'
+            ' aria-label="Select event {1}">',
+            ACTION_CHECKBOX_NAME,
+            record.id,
+        )
+
     def render_created_at(self, record: AuditEvent) -> str:
         url = self._page().objects[record.id].version_url
         moment = when(record.created_at)
@@ -241,60 +261,115 @@ class EventTable(tables.Table):
         name = record.username
         if not name and record.metadata.get("command"):
             name = f"command: {record.metadata['command']}"
-        return render_to_string(
-            "audit_admin/events/cells/user.html",
-            {
-                "name": name,
-                "filter_url": (
-                    page.filter_url(user=current or f"#{pk}") if pk is not None else None
-                ),
-                "admin_url": page.user_admin_urls.get(pk),
-            },
+        if not name:
+            return NONE
+        name = rendering.text(name)
+        if pk is None:
+            shown = format_html('<span class="audit-user-name">{}</span>', name)
+        else:
+            shown = format_html(
+                '<a class="audit-user-filter" href="{}" title="Show every event of this user">'
+                "{}</a>",
+                page.filter_url(user=current or f"#{pk}"),
+                name,
+            )
+        admin_url = page.user_admin_urls.get(pk)
+        if not admin_url:
+            return shown
+        return format_html(
+            '{} <a class="audit-user-admin" href="{}" aria-label="User page of {}"'
+            ' title="User page">↗</a>',
+            shown,
+            admin_url,
+            name,
         )
 
     def render_action(self, record: AuditEvent) -> str:
         return format_html('<span class="audit-action audit-action-{0}">{0}</span>', record.action)
 
     def render_model(self, record: AuditEvent) -> str:
-        model = apps.get_model(record.obj_model)
-        return format_html(
-            '<a class="audit-model-link" href="{}">{}</a>',
-            self._page().filter_url(model=model._meta.label_lower),
-            str(model._meta.verbose_name).capitalize(),
-        )
+        return self._page().model_link(record.obj_model)
 
     def render_object(self, record: AuditEvent) -> str:
-        return render_to_string(
-            "audit_admin/events/cells/object.html",
-            {"record": record, "info": self._page().objects[record.id]},
+        info = self._page().objects[record.id]
+        if info.change_url:
+            label = format_html(
+                '<a class="audit-object-link" href="{}">{}</a>', info.change_url, info.label
+            )
+        else:
+            label = format_html('<span class="audit-object-label">{}</span>', info.label)
+        return format_html(
+            '<div class="audit-object">{}{}</div>{}',
+            label,
+            "" if info.exists else DELETED_TAG,
+            format_html(
+                '<div class="audit-object-tools"><a class="audit-history-link" href="{}">'
+                "History</a></div>",
+                info.history_url,
+            )
+            if info.history_url
+            else "",
         )
 
     def render_changes(self, record: AuditEvent) -> str:
         shown = self._page().shown.get(record.id, [])
+        if not shown:
+            return NONE
         names = [str(s.verbose_name) for s in shown]
-        if record.diff is None and names:
+        if record.diff is None:
             summary = f"{len(names)} field{'s' if len(names) != 1 else ''} recorded"
         else:
             summary = capfirst(", ".join(names[:SUMMARY_FIELDS]))
             if len(names) > SUMMARY_FIELDS:
                 summary += f" and {len(names) - SUMMARY_FIELDS} more"
-        return render_to_string(
-            "audit_admin/events/cells/changes.html",
-            {
-                "summary": summary,
-                "diff": rendering.render_changes(shown, compact=True) if shown else "",
-            },
+        return format_html(
+            '<details class="audit-changes"><summary>{}</summary>{}</details>',
+            summary or "Show",
+            rendering.render_changes(shown, compact=True),
         )
 
     def render_request(self, record: AuditEvent) -> str:
         meta = record.metadata
+        text = rendering.text
+        lines = []
         request_id = meta.get("request_id")
-        return render_to_string(
-            "audit_admin/events/cells/request.html",
-            {
-                "meta": meta,
-                "request_url": (
-                    self._page().filter_url(request_id=request_id) if request_id else None
-                ),
-            },
-        )
+        if request_id:
+            lines.append(
+                format_html(
+                    '<a class="audit-request-link" href="{}" title="Everything this request'
+                    ' changed"><code>{}</code></a>',
+                    self._page().filter_url(request_id=request_id),
+                    Truncator(request_id).chars(40),
+                )
+            )
+        if meta.get("method") or meta.get("url"):
+            lines.append(
+                format_html(
+                    '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
+                    text(meta.get("method", "")),
+                    Truncator(meta.get("url", "")).chars(60),
+                )
+            )
+        if meta.get("command"):
+            lines.append(
+                format_html(
+                    '<div class="audit-ctx-command">Command <code>{}</code></div>',
+                    text(meta["command"]),
+                )
+            )
+        if meta.get("audit_action"):
+            lines.append(
+                format_html(
+                    '<div class="audit-ctx-action">{} from {}</div>',
+                    capfirst(str(meta["audit_action"])),
+                    text(meta.get("audit_source", "")),
+                )
+            )
+        if meta.get("reason"):
+            lines.append(
+                format_html(
+                    '<div class="audit-ctx-reason">Reason: {}</div>',
+                    Truncator(meta["reason"]).chars(120),
+                )
+            )
+        return format_html_join("\n", "{}", ((line,) for line in lines))
