@@ -241,8 +241,9 @@ def create_event_model(
                 "ordering": ("audit_id",),
                 "indexes": [
                     models.Index(
-                        # One object's history, newest first, and its previous event.
-                        fields=["audit_obj", "audit_created_at", "audit_id"],
+                        # One object's history, newest first, and its previous event
+                        # (no audit_id: see the user index below).
+                        fields=["audit_obj", "audit_created_at"],
                         name=_index_name(db_table, "obj"),
                     ),
                     models.Index(

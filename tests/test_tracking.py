@@ -48,7 +48,7 @@ class TestEventModel:
             ("audit_created_at", "audit_id"),
             ("audit_id",),
             ("audit_user_id", "audit_created_at"),
-            ("id", "audit_created_at", "audit_id"),
+            ("id", "audit_created_at"),
         ]
         assert not [c for c in constraints.values() if c["foreign_key"]]
 
