@@ -23,7 +23,7 @@ from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import Truncator, capfirst
+from django.utils.text import capfirst
 
 from audit_admin import rendering
 from audit_admin.history import when
@@ -339,7 +339,7 @@ class EventTable(AuditTable):
                     '<a class="audit-request-link" href="{}" title="Everything this request'
                     ' changed"><code>{}</code></a>',
                     self._page().filter_url(request_id=request_id),
-                    Truncator(request_id).chars(40),
+                    rendering.truncate(request_id, 40),
                 )
             )
         if meta.get("method") or meta.get("url"):
@@ -347,7 +347,7 @@ class EventTable(AuditTable):
                 format_html(
                     '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
                     text(meta.get("method", "")),
-                    Truncator(meta.get("url", "")).chars(60),
+                    rendering.truncate(meta.get("url", ""), 60),
                 )
             )
         if meta.get("command"):
@@ -369,7 +369,7 @@ class EventTable(AuditTable):
             lines.append(
                 format_html(
                     '<div class="audit-ctx-reason">Reason: {}</div>',
-                    Truncator(meta["reason"]).chars(120),
+                    rendering.truncate(meta["reason"], 120),
                 )
             )
         return format_html_join("\n", "{}", ((line,) for line in lines))

@@ -9,6 +9,7 @@ once per row of the timeline and the event browser, where a template per table
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,16 @@ def text(value: Any) -> Any:
     return formats.localize(value)
 
 
+def truncate(value: Any, length: int) -> str:
+    """What ``{{ value|truncatechars:length }}`` shows, unescaped."""
+    string = str(value)
+    if len(string) <= length:
+        # What Truncator returns for a short text, without its per-call translation
+        # lookup of the ellipsis.
+        return unicodedata.normalize("NFC", string)
+    return Truncator(string).chars(length)
+
+
 def value_html(value: str, ref: Related | None, url: str | None) -> SafeString:
     """One side of a change: the related object (linked when the viewer may open it),
     else the value, folded behind ``<details>`` when long."""
@@ -47,7 +58,7 @@ def value_html(value: str, ref: Related | None, url: str | None) -> SafeString:
         return format_html(
             '<details class="audit-collapse"><summary>{}</summary>'
             '<div class="audit-full">{}</div></details>',
-            Truncator(value).chars(80),
+            truncate(value, 80),
             value,
         )
     return format_html('<span class="audit-value">{}</span>', value)

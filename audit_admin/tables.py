@@ -9,7 +9,7 @@ from django.middleware.csrf import get_token
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import Truncator, capfirst
+from django.utils.text import capfirst
 
 from audit_admin import rendering
 from audit_app.diff import event_changes
@@ -46,7 +46,7 @@ def context_lines(meta: dict[str, Any]) -> SafeString:
             format_html(
                 '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
                 text(meta.get("method", "")),
-                Truncator(meta.get("url", "")).chars(80),
+                rendering.truncate(meta.get("url", ""), 80),
             )
         )
     if meta.get("request_id"):
