@@ -114,18 +114,37 @@ def _jsonb_key_order(name: str) -> tuple[int, bytes]:
     return len(encoded), encoded
 
 
-def _diff_sql(event_model: type[models.Model]) -> tuple[str, str, str]:
+# Database types whose text form is their JSON text as jsonb writes it, and types
+# that to_json() writes as jsonb does: both skip building a jsonb value per cell.
+_JSON_AS_TEXT = frozenset({"integer", "bigint", "smallint", "boolean", "jsonb"})
+_JSON_TO_JSON = re.compile(r"text|varchar\(\d+\)|uuid|date|timestamp with time zone")
+
+
+def _json_sql(field: models.Field, value: str, connection: Any) -> str | None:
+    """SQL for the JSON text of a column value, or None: use jsonb_build_array."""
+    if isinstance(field, models.DecimalField):
+        # As AuditEvent.data has them: strings (jsonb numbers would read back as floats).
+        return f"coalesce('\"' || {value}::text || '\"', 'null')"
+    db_type = field.db_type(connection)
+    if db_type in _JSON_AS_TEXT:
+        return f"coalesce({value}::text, 'null')"
+    if db_type and _JSON_TO_JSON.fullmatch(db_type):
+        return f"coalesce(to_json({value})::text, 'null')"
+    return None
+
+
+def _diff_sql(event_model: type[models.Model], connection: Any) -> tuple[str, str, str]:
     """The previous-version join, changed field names and diff of one event table.
 
     The previous version is read as columns (``LEFT JOIN LATERAL ... LIMIT 1`` on the
     object index) and compared with the current one by one ``IS DISTINCT FROM`` per
     tracked column. The diff is the text of the jsonb object ``{field: [old, new]}``
-    (keys in jsonb's order), put together as text: ``jsonb_strip_nulls`` would strip
-    nulls inside JSON values too. Masked fields compare their change markers and show
-    ``MASKED`` for both values. Both are NULL for an object's first event.
+    (keys in jsonb's order, values as jsonb writes them), put together as text:
+    ``jsonb_strip_nulls`` would strip nulls inside JSON values too. Masked fields
+    compare their change markers and show ``MASKED`` for both values. Both are NULL
+    for an object's first event.
     """
     spec = event_model.audit_spec
-    concrete = event_model.audit_tracked_model._meta.concrete_model
     # The previous row is found by the key: the key column never differs.
     compared = [(n, c) for n, c in event_model.audit_fields if c != spec.pk_column]
     pk = sql.quote(spec.pk_column)
@@ -145,10 +164,12 @@ def _diff_sql(event_model: type[models.Model]) -> tuple[str, str, str]:
             pair = sql.literal(key + json.dumps([MASKED, MASKED], ensure_ascii=False))
         else:
             old, new = f"prev.{sql.quote(column)}", f"e.{sql.quote(column)}"
-            if isinstance(concrete._meta.get_field(name), models.DecimalField):
-                # As AuditEvent.data has them: jsonb numbers would read back as floats.
-                old, new = f"{old}::text", f"{new}::text"
-            pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
+            field = event_model._meta.get_field(name)
+            if (old_json := _json_sql(field, old, connection)) is not None:
+                new_json = _json_sql(field, new, connection)
+                pair = f"{sql.literal(key + '[')} || {old_json} || ', ' || {new_json} || ']'"
+            else:
+                pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
         pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
     exists = "prev.audit_id IS NOT NULL"
     fields = f"CASE WHEN {exists} THEN {_concat_ws(sql.literal(' '), names)} END"
@@ -159,10 +180,12 @@ def _diff_sql(event_model: type[models.Model]) -> tuple[str, str, str]:
     return previous, fields, diff
 
 
-def _diff_branch_sql(event_model: type[models.Model], filters: tuple[Filter, ...]) -> Filter:
+def _diff_branch_sql(
+    event_model: type[models.Model], filters: tuple[Filter, ...], connection: Any
+) -> Filter:
     """``query.branch_sql`` with the diff columns and the previous-version join added."""
     branch, params = branch_sql(event_model, filters)
-    previous, fields, diff = _diff_sql(event_model)
+    previous, fields, diff = _diff_sql(event_model, connection)
     source = f" FROM {sql.quote(event_model.audit_spec.event_table)} AS e"
     # A branch's select list holds no subquery: the first FROM is the branch's own.
     at = branch.find(source)
@@ -179,7 +202,7 @@ def _diff_branch_sql(event_model: type[models.Model], filters: tuple[Filter, ...
     )
 
 
-def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter | None:
+def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None, connection: Any) -> Filter | None:
     """Like ``query.union_sql``, with diff columns; None when no event table is in scope."""
     if scope is None:
         chosen = [(m, ()) for m in event_models()]
@@ -189,7 +212,7 @@ def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter | Non
         return None
     parts, params = [], []
     for event_model, filters in chosen:
-        branch, branch_params = _diff_branch_sql(event_model, filters)
+        branch, branch_params = _diff_branch_sql(event_model, filters, connection)
         parts.append(branch)
         params.extend(branch_params)
     return " UNION ALL ".join(parts), tuple(params)
@@ -198,7 +221,7 @@ def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None) -> Filter | Non
 def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:
     """The queryset's events (keys, context, diff columns if asked), and whether diffed."""
     inner = queryset.without_diffs()
-    union = _diff_union_sql(inner.query.audit_scope) if diff else None
+    union = _diff_union_sql(inner.query.audit_scope, connections[inner.db]) if diff else None
     if union is None:
         inner = inner.values(*_ORDERABLE, "context_id")
         statement, params = inner.query.get_compiler(using=inner.db).as_sql()

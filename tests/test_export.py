@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from unittest.mock import ANY
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,7 +12,7 @@ import audit_app
 from audit_app import export
 from audit_app.models import AuditEvent
 from shop.models import Customer, DigitalProduct, Order, Product
-from tests.trackapp.models import Invoice, Widget
+from tests.trackapp.models import Color, Invoice, Widget
 
 pytestmark = pytest.mark.django_db
 
@@ -118,12 +119,15 @@ def test_object_keys_are_guarded():
 
 @pytest.fixture
 def history():
-    """Versions of several models: JSON with nulls, decimals, masked fields, UUID keys,
-    concrete inheritance, a delete and a snapshot that changes nothing."""
+    """Versions of several models: JSON with nulls, decimals, text to escape, times,
+    foreign keys, masked fields, UUID keys, concrete inheritance, a delete and a
+    snapshot that changes nothing."""
     with audit_app.context(username="ann"):
-        widget = Widget.objects.create(name="w", data={"a": None, "b": [1, None]})
+        color = Color.objects.create(name="red")
+        widget = Widget.objects.create(name="w", color=color, data={"a": None, "b": [1, None]})
         widget.data = {"a": 1, "b": [1, None], "c": {"d": None}}
         widget.secret_token = "s1"
+        widget.color = None
         widget.save()
         widget.size = 3
         widget.save()
@@ -143,6 +147,9 @@ def history():
         customer.phone = "123"
         customer.save()
         customer.delete()
+        buyer = Customer.objects.create(name="B", email="b@example.org")
+        order = Order.objects.create(customer=buyer, notes="a\x01b\\", total="-0.50")
+        Order.objects.filter(pk=order.pk).update(placed_at="2020-01-02T03:04:05.123456Z")
 
 
 def test_diffs_are_the_diffs_of_the_event_api(history):
@@ -158,8 +165,10 @@ def test_diffs_are_the_diffs_of_the_event_api(history):
     assert {
         "data": [{"a": None, "b": [1, None]}, {"a": 1, "b": [1, None], "c": {"d": None}}],
         "secret_token": ["••••••", "••••••"],
+        "color": [Color.objects.get().pk, None],
     } in diffs
     assert {"name": ["Song", 'Song "remix"\n\ttwo'], "price": ["1.10", "2.00"]} in diffs
+    assert {"placed_at": [ANY, "2020-01-02T03:04:05.123456+00:00"]} in diffs
 
 
 def test_diff_false_leaves_the_diff_out(history):
