@@ -187,8 +187,9 @@ def _row_id(record: AuditEvent) -> str:
 class EventTable(AuditTable):
     """The global event stream, newest first (the order is the view's, never a column's).
 
-    Computed columns read ``id``: django-tables2 resolves a column's accessor before
-    rendering it, and ``AuditEvent.user`` would cost a query per row.
+    Every column has a ``render_<column>`` method, which ``AuditTable`` calls directly.
+    Computed columns still read ``id``: django-tables2's own cell rendering resolves a
+    column's accessor first, and ``AuditEvent.user`` would cost a query per row.
     """
 
     selected = tables.CheckBoxColumn(
@@ -330,7 +331,6 @@ class EventTable(AuditTable):
 
     def render_request(self, record: AuditEvent) -> str:
         meta = record.metadata
-        text = rendering.text
         lines = []
         request_id = meta.get("request_id")
         if request_id:
@@ -346,7 +346,7 @@ class EventTable(AuditTable):
             lines.append(
                 format_html(
                     '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
-                    text(meta.get("method", "")),
+                    rendering.text(meta.get("method", "")),
                     rendering.truncate(meta.get("url", ""), 60),
                 )
             )
@@ -354,7 +354,7 @@ class EventTable(AuditTable):
             lines.append(
                 format_html(
                     '<div class="audit-ctx-command">Command <code>{}</code></div>',
-                    text(meta["command"]),
+                    rendering.text(meta["command"]),
                 )
             )
         if meta.get("audit_action"):
@@ -362,7 +362,7 @@ class EventTable(AuditTable):
                 format_html(
                     '<div class="audit-ctx-action">{} from {}</div>',
                     capfirst(str(meta["audit_action"])),
-                    text(meta.get("audit_source", "")),
+                    rendering.text(meta.get("audit_source", "")),
                 )
             )
         if meta.get("reason"):

@@ -27,7 +27,7 @@ def csrf_input(request: Any) -> SafeString:
 
 def context_lines(meta: dict[str, Any]) -> SafeString:
     """What the timeline shows of an event's context: revert source, reason, request."""
-    text = rendering.text
+    text, truncate = rendering.text, rendering.truncate
     lines = []
     if meta.get("audit_action"):
         lines.append(
@@ -46,7 +46,7 @@ def context_lines(meta: dict[str, Any]) -> SafeString:
             format_html(
                 '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
                 text(meta.get("method", "")),
-                rendering.truncate(meta.get("url", ""), 80),
+                truncate(meta.get("url", ""), 80),
             )
         )
     if meta.get("request_id"):
