@@ -14,6 +14,8 @@ import inspect
 import json
 import math
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,7 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Frame:
     metadata: dict[str, Any]
     literal: str  # the metadata as an SQL string constant
-    prefix: str  # the statement that hands it over (tracking not disabled), built once
+    key: str  # the frame's context row key as an SQL string constant (see _frame_key)
+    prefix: str  # the statement that hands both over (tracking not disabled), built once
 
 
 _current: ContextVar[_Frame | None] = ContextVar("audit_app_context", default=None)
@@ -75,7 +78,19 @@ def _frame(metadata: dict[str, Any]) -> _Frame:
     # The encoder may have produced NaN-free text with NUL escapes from custom objects.
     payload = payload.replace("\\u0000", "\\ufffd")
     literal = sql_string(payload)
-    return _Frame(clean, literal, _prefix(literal, _EMPTY))
+    key = f"'{_frame_key()}'"
+    return _Frame(clean, literal, key, _prefix(literal, key, _EMPTY))
+
+
+def _frame_key() -> int:
+    """A key for the frame's context row, shared by every transaction in the frame.
+
+    Time-ordered (milliseconds, then 20 random bits), so the primary key index grows
+    at its end, and at least ``sql.CONTEXT_KEY_MIN``, above any sequence number. Two
+    frames that draw the same key (same millisecond, same random bits) still get
+    their own rows: the context function shares a row only with identical metadata.
+    """
+    return sql.CONTEXT_KEY_MIN | (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
 
 
 class context:
@@ -193,12 +208,18 @@ def settings_prefix(connection: Any) -> str | None:
     connection._audit_settings_dirty = in_transaction
     if frame is not None and disabled is None:
         return frame.prefix
-    return _prefix(frame.literal if frame else _EMPTY, disabled or _EMPTY)
+    if frame is None:
+        return _prefix(_EMPTY, _EMPTY, disabled or _EMPTY)
+    return _prefix(frame.literal, frame.key, disabled or _EMPTY)
 
 
-def _prefix(context_literal: str, disabled_literal: str) -> str:
+def _prefix(context_literal: str, key_literal: str, disabled_literal: str) -> str:
     return sql.set_config_sql(
-        [(sql.CONTEXT_GUC, context_literal), (sql.DISABLED_GUC, disabled_literal)]
+        [
+            (sql.CONTEXT_GUC, context_literal),
+            (sql.CONTEXT_KEY_GUC, key_literal),
+            (sql.DISABLED_GUC, disabled_literal),
+        ]
     )
 
 

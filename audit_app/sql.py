@@ -29,6 +29,8 @@ CONTEXT_FUNCTION = "audit_app_context_id"
 
 # Transaction-local settings written by the Python side (audit_app.context).
 CONTEXT_GUC = "audit.context"
+# The context frame's key: lets the transactions of one request share a context row.
+CONTEXT_KEY_GUC = "audit.context_key"
 DISABLED_GUC = "audit.disabled"
 _SEEN_GUC = "audit.context_seen"
 _SEEN_ID_GUC = "audit.context_seen_id"
@@ -251,8 +253,70 @@ END;
 $$;
 """
 
+# The lowest context frame key; sequence-numbered context rows stay below it.
+CONTEXT_KEY_MIN = 1 << 62
+
+# Version 2: one context row per context frame (say, per request), not per transaction.
+# The Python side gives every frame a key in [2**62, 2**63), above any sequence value,
+# and the first transaction that writes in the frame stores the row under that key;
+# later ones (autocommit saves, a command's many transactions) find and reuse it. The
+# advisory lock keeps a transaction from waiting on another, still open one that holds
+# the same key (two connections of one thread would deadlock through the client): it
+# takes a fresh row instead. A row under the key with other metadata (a key collision)
+# is never shared either.
+CONTEXT_FUNCTION_SQL_V2 = f"""
+CREATE OR REPLACE FUNCTION {CONTEXT_FUNCTION}() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    _raw text := current_setting({literal(CONTEXT_GUC)}, true);
+    _key bigint;
+    _same boolean;
+    _id bigint;
+BEGIN
+    -- No exception block: a caught error per call makes PostgreSQL rescan the queue of
+    -- deferred FK checks, which grows with the transaction.
+    IF _raw IS NULL OR _raw = '' THEN
+        RETURN NULL;
+    END IF;
+    -- One lookup per distinct context per transaction: later calls reuse it.
+    IF _raw = current_setting({literal(_SEEN_GUC)}, true) THEN
+        RETURN current_setting({literal(_SEEN_ID_GUC)}, true)::bigint;
+    END IF;
+    _key := nullif(current_setting({literal(CONTEXT_KEY_GUC)}, true), '')::bigint;
+    -- Read committed only: under repeatable read a row committed after the snapshot
+    -- would turn ON CONFLICT into a serialization error.
+    IF _key >= {CONTEXT_KEY_MIN}
+       AND current_setting('transaction_isolation') = 'read committed'
+       AND pg_try_advisory_xact_lock(_key) THEN
+        SELECT metadata = _raw::jsonb INTO _same FROM {quote(CONTEXT_TABLE)} WHERE id = _key;
+        IF NOT FOUND THEN
+            INSERT INTO {quote(CONTEXT_TABLE)} (id, created_at, user_id, metadata)
+            SELECT _key, now(), r.user_id, _raw::jsonb
+            FROM jsonb_populate_record(
+                NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
+            ) AS r
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id INTO _id;
+        ELSIF _same THEN
+            _id := _key;
+        END IF;
+    END IF;
+    IF _id IS NULL THEN
+        INSERT INTO {quote(CONTEXT_TABLE)} (created_at, user_id, metadata)
+        SELECT now(), r.user_id, _raw::jsonb
+        FROM jsonb_populate_record(
+            NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
+        ) AS r
+        RETURNING id INTO _id;
+    END IF;
+    PERFORM set_config({literal(_SEEN_GUC)}, _raw, true),
+            set_config({literal(_SEEN_ID_GUC)}, _id::text, true);
+    RETURN _id;
+END;
+$$;
+"""
 # Migrations reference a numbered version; this name always points at the newest.
-CONTEXT_FUNCTION_SQL = CONTEXT_FUNCTION_SQL_V1
+CONTEXT_FUNCTION_SQL = CONTEXT_FUNCTION_SQL_V2
 
 DROP_CONTEXT_FUNCTION_SQL = f"DROP FUNCTION IF EXISTS {CONTEXT_FUNCTION}();"
 

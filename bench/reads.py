@@ -379,7 +379,11 @@ class Seeder:
         return n * k
 
     def insert_contexts(self, count: int, window: tuple[datetime, float]) -> int:
-        first = execute("SELECT coalesce(max(id), 0) + 1 FROM audit_app_context")[0][0]
+        # Below the keys of context frames (audit_app's sql.CONTEXT_KEY_MIN).
+        first = execute(
+            "SELECT coalesce(max(id), 0) + 1 FROM audit_app_context WHERE id < %s",
+            [audit_sql.CONTEXT_KEY_MIN],
+        )[0][0]
         slots = self.user_slots()
         ids = [self.users[s].pk for s in slots]
         self.slot_user_ids = ids  # insert_events copies each context's user to its events
@@ -397,7 +401,8 @@ class Seeder:
         )
         execute(
             "SELECT setval(pg_get_serial_sequence('audit_app_context', 'id'), "
-            "(SELECT max(id) FROM audit_app_context))"
+            "(SELECT max(id) FROM audit_app_context WHERE id < %s))",
+            [audit_sql.CONTEXT_KEY_MIN],
         )
         return first
 

@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from django.db import DataError, connection, connections, transaction
 
 import audit_app
+from audit_app import sql
 from audit_app.models import Context
 from tests.trackapp.models import RowWidget, Widget
 
@@ -194,3 +195,100 @@ def test_every_event_carries_the_contexts_user(model, django_user_model):
 def test_a_user_key_the_user_table_cannot_hold_is_refused():
     with pytest.raises(DataError), audit_app.context(user="not-a-key"):
         Widget.objects.create(name="u")
+
+
+def _context_ids(model=Widget):
+    return list(
+        model.audit_event_model.objects.order_by("audit_id").values_list(
+            "audit_context_id", flat=True
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_context_row_per_context_frame_across_transactions():
+    """Autocommit saves (or a command's many transactions) in one context share one
+    row, instead of one per transaction."""
+    with audit_app.context(user=None, job="autocommit"):
+        for i in range(5):
+            Widget.objects.create(name=str(i))  # five transactions
+        with transaction.atomic():
+            RowWidget.objects.create(name="row")
+        audit_app.update_context(step="two")  # a new frame: a new row
+        Widget.objects.create(name="after")
+    ids = _context_ids()
+    assert len(set(ids[:5])) == 1 and ids[5] != ids[0]
+    assert _context_ids(RowWidget) == ids[:1]
+    assert Context.objects.count() == 2
+    assert Context.objects.get(pk=ids[0]).metadata == {"user": None, "job": "autocommit"}
+    assert ids[0] >= sql.CONTEXT_KEY_MIN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_first_transaction_leaves_the_frame_a_working_row():
+    with audit_app.context(user=None, job="retry"):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            Widget.objects.create(name="lost")
+            raise RuntimeError
+        Widget.objects.create(name="kept")
+    (context_id,) = _context_ids()
+    assert Context.objects.get(pk=context_id).metadata["job"] == "retry"
+
+
+def _write_with(cursor, metadata, key, name):
+    # The driver's own cursor: settings made by hand, not by audit_app.context.
+    cursor = getattr(cursor, "cursor", cursor)
+    cursor.execute(
+        "SELECT set_config('audit.context', %s, true), set_config('audit.context_key', %s, true)",
+        [metadata, str(key)],
+    )
+    cursor.execute(
+        "INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES (%s, 0, '{}', '')",
+        [name],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_collision_never_shares_a_row_between_different_contexts():
+    key = sql.CONTEXT_KEY_MIN + 12345
+    for metadata, name in (('{"who": "a"}', "a"), ('{"who": "b"}', "b"), ('{"who": "a"}', "c")):
+        with transaction.atomic(), connection.cursor() as cursor:
+            _write_with(cursor, metadata, key, name)
+    ids = _context_ids()
+    assert ids[0] == ids[2] == key and ids[1] != key
+    assert Context.objects.get(pk=ids[1]).metadata == {"who": "b"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_connection_never_waits_for_an_open_transaction_holding_the_key():
+    """One thread, two connections, one frame: waiting for the first connection's
+    open transaction would deadlock through the client. The second takes its own row."""
+    key = sql.CONTEXT_KEY_MIN + 777
+    other = connections.create_connection("default")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            _write_with(cursor, '{"who": "a"}', key, "first")
+            with other.cursor() as cursor2:
+                cursor2.execute("SET statement_timeout = '10s'")
+                cursor2.execute("BEGIN")
+                _write_with(cursor2, '{"who": "a"}', key, "second")
+                cursor2.execute("COMMIT")
+    finally:
+        other.close()
+    first, second = (
+        Widget.audit_event_model.objects.get(name=n).audit_context_id for n in ("first", "second")
+    )
+    assert first == key and second != key
+    assert Context.objects.get(pk=second).metadata == {"who": "a"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_repeatable_read_transactions_take_their_own_row():
+    key = sql.CONTEXT_KEY_MIN + 4242
+    with transaction.atomic(), connection.cursor() as cursor:
+        _write_with(cursor, '{"who": "a"}', key, "committed")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        _write_with(cursor, '{"who": "a"}', key, "repeatable")
+    ids = _context_ids()
+    assert ids[0] == key and ids[1] != key
