@@ -309,8 +309,11 @@ def stream_csv(
 def stream_jsonl(queryset: models.QuerySet, *, diff: bool = True) -> Iterator[bytes]:
     """Yield the export as JSON Lines (one object per event)."""
     statement, params = rows_sql(queryset, diff=diff)
-    names = ", ".join(f"{sql.literal(n)}, r.{n}" for n in COLUMNS)
-    jsonl = f"SELECT json_build_object({names})::text FROM ({statement}) AS r"
+    keys = ", ".join(sql.literal(n) for n in COLUMNS)
+    values = ", ".join(f"r.{n}" for n in COLUMNS)
+    # json_object(keys, values) of text arrays writes what json_build_object would, but
+    # without looking up each argument's type and output function on every row.
+    jsonl = f"SELECT json_object(ARRAY[{keys}], ARRAY[{values}])::text FROM ({statement}) AS r"
     # CSV format with quote and delimiter characters that JSON text never contains
     # raw: COPY passes every line through untouched (text format would double "\\").
     options = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02', ENCODING 'UTF8'"
