@@ -34,6 +34,7 @@ CONTEXT_KEY_GUC = "audit.context_key"
 DISABLED_GUC = "audit.disabled"
 _SEEN_GUC = "audit.context_seen"
 _SEEN_ID_GUC = "audit.context_seen_id"
+_KEYED_GUC = "audit.context_keyed"
 
 OLD_TABLE = "audit_old"
 NEW_TABLE = "audit_new"
@@ -284,10 +285,14 @@ BEGIN
     END IF;
     _key := nullif(current_setting({literal(CONTEXT_KEY_GUC)}, true), '')::bigint;
     -- Read committed only: under repeatable read a row committed after the snapshot
-    -- would turn ON CONFLICT into a serialization error.
+    -- would turn ON CONFLICT into a serialization error. One keyed frame per
+    -- transaction: each holds a lock until commit, and a loop of contexts inside one
+    -- transaction must not fill the lock table.
     IF _key >= {CONTEXT_KEY_MIN}
        AND current_setting('transaction_isolation') = 'read committed'
+       AND coalesce(current_setting({literal(_KEYED_GUC)}, true), '') = ''
        AND pg_try_advisory_xact_lock(_key) THEN
+        PERFORM set_config({literal(_KEYED_GUC)}, '1', true);
         SELECT metadata = _raw::jsonb INTO _same FROM {quote(CONTEXT_TABLE)} WHERE id = _key;
         IF NOT FOUND THEN
             INSERT INTO {quote(CONTEXT_TABLE)} (id, created_at, user_id, metadata)

@@ -292,3 +292,22 @@ def test_repeatable_read_transactions_take_their_own_row():
         _write_with(cursor, '{"who": "a"}', key, "repeatable")
     ids = _context_ids()
     assert ids[0] == key and ids[1] != key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_contexts_in_one_transaction_hold_at_most_one_lock():
+    """Each keyed context row is guarded by a lock held until commit; a loop of
+    contexts inside one transaction must not fill PostgreSQL's lock table."""
+    with transaction.atomic():
+        for i in range(100):
+            with audit_app.context(user=None, item=i):
+                Widget.objects.create(name=str(i))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] == 1
+    assert Context.objects.count() == 100
+    items = [c["item"] for c in contexts()]
+    assert items == list(range(100))
