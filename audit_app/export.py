@@ -45,6 +45,7 @@ COLUMNS = (
 _FORMULA_RE = re.compile(r"^(\s*[=+\-@]|[\t\r])")
 _FORMULA_SQL = r"'^([[:space:]]*[-=+@]|[\t\r])'"
 CHUNK_ROWS = 2_000
+CHUNK_BYTES = 64 * 1024
 _ORDERABLE = ("created_at", "event_id", "event_model", "obj_model", "obj_id", "label")
 # Columns that our union branches add to AuditEvent's (see _diff_branch_sql).
 _FIELDS = "export_changed_fields"
@@ -291,9 +292,18 @@ def rows(
 
 
 def _copy(statement: str, params: tuple[Any, ...], options: str, using: str) -> Iterator[bytes]:
+    # COPY sends a message per row: hand on chunks of CHUNK_BYTES instead, so that a
+    # response or file gets a few thousand writes per 100 MiB, not a million.
     with connections[using].cursor() as cursor:
         with cursor.cursor.copy(f"COPY ({statement}) TO STDOUT WITH ({options})", params) as copy:
-            yield from (bytes(chunk) for chunk in copy)
+            buffer = bytearray()
+            for row in copy:
+                buffer += row
+                if len(buffer) >= CHUNK_BYTES:
+                    yield bytes(buffer)
+                    buffer.clear()
+            if buffer:
+                yield bytes(buffer)
 
 
 def stream_csv(
