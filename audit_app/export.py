@@ -47,8 +47,7 @@ _FORMULA_SQL = r"'^([[:space:]]*[-=+@]|[\t\r])'"
 CHUNK_ROWS = 2_000
 CHUNK_BYTES = 64 * 1024
 _ORDERABLE = ("created_at", "event_id", "event_model", "obj_model", "obj_id", "label")
-# Columns that our union branches add to AuditEvent's (see _diff_branch_sql).
-_FIELDS = "export_changed_fields"
+# The column our union branches add to AuditEvent's (see _diff_branch_sql).
 _DIFF = "export_diff"
 _MAX_ARGS = 50  # SQL functions take at most 100 arguments
 
@@ -134,28 +133,23 @@ def _json_sql(field: models.Field, value: str, connection: Any) -> str | None:
     return None
 
 
-def _diff_sql(event_model: type[models.Model], connection: Any) -> tuple[str, str, str]:
-    """The previous-version join, changed field names and diff of one event table.
+def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
+    """A scalar subquery: ``ARRAY[changed field names, diff]`` of an event of this table.
 
-    The previous version is read as columns (``LEFT JOIN LATERAL ... LIMIT 1`` on the
-    object index) and compared with the current one by one ``IS DISTINCT FROM`` per
-    tracked column. The diff is the text of the jsonb object ``{field: [old, new]}``
-    (keys in jsonb's order, values as jsonb writes them), put together as text:
-    ``jsonb_strip_nulls`` would strip nulls inside JSON values too. Masked fields
-    compare their change markers and show ``MASKED`` for both values. Both are NULL
-    for an object's first event.
+    It reads the object's previous event (``LIMIT 1`` on the object index) and compares
+    it with the current one by one ``IS DISTINCT FROM`` per tracked column. The diff is
+    the text of the jsonb object ``{field: [old, new]}`` (keys in jsonb's order, values
+    as jsonb writes them), put together as text: ``jsonb_strip_nulls`` would strip
+    nulls inside JSON values too. Masked fields compare their change markers and show
+    ``MASKED`` for both values. NULL for an object's first event.
+
+    A subquery in the select list, not a join: a union branch that joins is no longer a
+    plain scan of its table, and PostgreSQL would sort the union instead of merging the
+    branches' index scans.
     """
     spec = event_model.audit_spec
     # The previous row is found by the key: the key column never differs.
     compared = [(n, c) for n, c in event_model.audit_fields if c != spec.pk_column]
-    pk = sql.quote(spec.pk_column)
-    previous = (
-        "LEFT JOIN LATERAL (SELECT "
-        + ", ".join(["p.audit_id", *(f"p.{sql.quote(c)}" for _, c in compared)])
-        + f" FROM {sql.quote(spec.event_table)} AS p WHERE p.{pk} = e.{pk} "
-        "AND (p.audit_created_at, p.audit_id) < (e.audit_created_at, e.audit_id) "
-        "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1) AS prev ON TRUE"
-    )
     changed = {c: f"prev.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for _, c in compared}
     names = [f"CASE WHEN {changed[c]} THEN {sql.literal(n)} END" for n, c in sorted(compared)]
     pairs = []
@@ -172,21 +166,22 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> tuple[str, st
             else:
                 pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
         pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
-    exists = "prev.audit_id IS NOT NULL"
-    fields = f"CASE WHEN {exists} THEN {_concat_ws(sql.literal(' '), names)} END"
-    diff = (
-        f"CASE WHEN {exists} THEN "
-        f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}' END"
+    fields = _concat_ws(sql.literal(" "), names)
+    diff = f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}'"
+    pk = sql.quote(spec.pk_column)
+    return (
+        f"(SELECT ARRAY[{fields}, {diff}] FROM {sql.quote(spec.event_table)} AS prev "
+        f"WHERE prev.{pk} = e.{pk} "
+        "AND (prev.audit_created_at, prev.audit_id) < (e.audit_created_at, e.audit_id) "
+        "ORDER BY prev.audit_created_at DESC, prev.audit_id DESC LIMIT 1)"
     )
-    return previous, fields, diff
 
 
 def _diff_branch_sql(
     event_model: type[models.Model], filters: tuple[Filter, ...], connection: Any
 ) -> Filter:
-    """``query.branch_sql`` with the diff columns and the previous-version join added."""
+    """``query.branch_sql`` with the diff column added."""
     branch, params = branch_sql(event_model, filters)
-    previous, fields, diff = _diff_sql(event_model, connection)
     source = f" FROM {sql.quote(event_model.audit_spec.event_table)} AS e"
     # A branch's select list holds no subquery: the first FROM is the branch's own.
     at = branch.find(source)
@@ -195,12 +190,7 @@ def _diff_branch_sql(
             f"Cannot add the diff to the branch of {event_model._meta.label}: no {source!r} "
             "in query.branch_sql()'s output. Update audit_app.export to its new shape."
         )
-    end = at + len(source)
-    return (
-        f"{branch[:at]}, {fields} AS {_FIELDS}, {diff} AS {_DIFF}"
-        f"{branch[at:end]} {previous}{branch[end:]}",
-        params,
-    )
+    return f"{branch[:at]}, {_diff_sql(event_model, connection)} AS {_DIFF}{branch[at:]}", params
 
 
 def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None, connection: Any) -> Filter | None:
@@ -220,28 +210,28 @@ def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None, connection: Any
 
 
 def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:
-    """The queryset's events (keys, context, diff columns if asked), and whether diffed."""
+    """The queryset's events (keys, context, the diff if asked), and whether diffed."""
     inner = queryset.without_diffs()
     union = _diff_union_sql(inner.query.audit_scope, connections[inner.db]) if diff else None
     if union is None:
         inner = inner.values(*_ORDERABLE, "context_id")
         statement, params = inner.query.get_compiler(using=inner.db).as_sql()
-        return statement, tuple(params), False
-    inner = inner.annotate(
-        # Columns of our own union (below), not user input.
-        **{
-            name: RawSQL(f"{sql.quote(AGGREGATE_TABLE)}.{sql.quote(name)}", ())  # noqa: S611
-            for name in (_FIELDS, _DIFF)
-        }
-    ).values(*_ORDERABLE, "context_id", _FIELDS, _DIFF)
-    # Django's own compiler, not AuditEventQuery's: the CTE is ours, with diff columns.
-    statement, params = Query.get_compiler(inner.query, using=inner.db).as_sql()
-    union_sql, union_params = union
-    return (
-        f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union_sql}) {statement}",
-        (*union_params, *params),
-        True,
-    )
+    else:
+        inner = inner.annotate(
+            # The column of our own union (below), not user input.
+            **{_DIFF: RawSQL(f"{sql.quote(AGGREGATE_TABLE)}.{sql.quote(_DIFF)}", ())}  # noqa: S611
+        ).values(*_ORDERABLE, "context_id", _DIFF)
+        # Django's own compiler, not AuditEventQuery's: the CTE is ours, with the diff.
+        statement, params = Query.get_compiler(inner.query, using=inner.db).as_sql()
+        union_sql, union_params = union
+        statement = f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union_sql}) {statement}"
+        params = (*union_params, *params)
+    if not inner.query.is_sliced:
+        # A fence (a slice is one already): planned on its own, the events' subquery
+        # is not merged into the export's query, where each of the two reads of the
+        # diff column could become a run of the previous-version subquery.
+        statement += " OFFSET 0"
+    return statement, tuple(params), union is not None
 
 
 def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tuple[Any, ...]]:
@@ -270,8 +260,8 @@ def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tupl
         "coalesce(c.username, '')",
         "coalesce(c.request_id, '')",
         "coalesce(c.url, '')",
-        f"coalesce(ev.{_FIELDS}, '')" if diffed else "''",
-        f"coalesce(ev.{_DIFF}, '')" if diffed else "''",
+        f"coalesce(ev.{_DIFF}[1], '')" if diffed else "''",
+        f"coalesce(ev.{_DIFF}[2], '')" if diffed else "''",
     ]
     select = ", ".join(f"{cell} AS {name}" for cell, name in zip(cells, COLUMNS, strict=True))
     statement = (

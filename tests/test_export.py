@@ -171,6 +171,30 @@ def test_diffs_are_the_diffs_of_the_event_api(history):
     assert {"placed_at": [ANY, "2020-01-02T03:04:05.123456+00:00"]} in diffs
 
 
+def _plan_nodes(plan):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("across", [(), (Widget,)], ids=["all tables", "one table"])
+def test_each_events_previous_version_is_read_once(history, across):
+    """One lookup per event, whether the union has one branch or many."""
+    from django.db import connection
+
+    queryset = AuditEvent.objects.across(*across) if across else AuditEvent.objects.all()
+    statement, params = export.rows_sql(queryset)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {statement}", params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    lookups = sum(
+        node["Actual Loops"]
+        for node in _plan_nodes(plan)
+        if node.get("Alias", "").startswith("prev") and "Scan" in node["Node Type"]
+    )
+    assert lookups == plan["Actual Rows"] == queryset.count() > 3
+
+
 def test_diff_false_leaves_the_diff_out(history):
     with_diff = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.all())))
     without = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.all(), diff=False)))
