@@ -79,11 +79,12 @@ def _object_label_sql(guarded_obj_id: str) -> str:
     return f"(CASE ev.obj_model {' '.join(cases)} ELSE {guarded_obj_id} END)"
 
 
+# Other labels come from code, but may start with "-" (and SQL could write anything).
 _ACTION_SQL = (
     "(CASE WHEN c.audit_action IN ('reverted', 'restored') "
     "AND ev.label IN ('insert', 'update') THEN c.audit_action "
     "WHEN ev.label = 'insert' THEN 'created' WHEN ev.label = 'update' THEN 'changed' "
-    "WHEN ev.label = 'delete' THEN 'deleted' ELSE ev.label END)"
+    f"WHEN ev.label = 'delete' THEN 'deleted' ELSE {_guard_sql('ev.label')} END)"
 )
 # The context's cells come from a subquery per context row, which PostgreSQL caches
 # per context id (Memoize): consecutive events mostly share a context. OFFSET 0 keeps
@@ -248,8 +249,9 @@ def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tupl
         if name not in _ORDERABLE:
             raise ValueError(f"Exports can be ordered by {_ORDERABLE}, not {name!r}.")
         ordering.append(f"ev.{name} {'DESC' if term.startswith('-') else 'ASC'}")
-    # Only cells that can hold user text are guarded: the time, model label, action,
-    # field names and the diff (it starts with "{") cannot start a formula.
+    # Only cells that can hold user text are guarded (and custom labels): the time,
+    # model label, actions, field names and the diff (it starts with "{") cannot start
+    # a formula.
     obj_id = _guard_sql("ev.obj_id")
     cells = [
         """to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",

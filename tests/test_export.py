@@ -111,10 +111,12 @@ def test_context_cells_are_guarded_like_guard(django_user_model):
     ]
 
 
-def test_object_keys_are_guarded():
+def test_object_keys_and_custom_labels_are_guarded():
     widget = Widget.objects.create(id=-5, name="negative key")
-    (row,) = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.across(Widget))))
-    assert row["object_id"] == "'-5" and row["object"] == f"widget {widget.pk}"
+    audit_app.create_event(widget, label="-note")
+    rows = parse_csv(b"".join(export.stream_csv(AuditEvent.objects.across(Widget))))
+    assert [r["action"] for r in rows] == ["'-note", "created"]
+    assert {(r["object_id"], r["object"]) for r in rows} == {("'-5", f"widget {widget.pk}")}
 
 
 @pytest.fixture
