@@ -271,7 +271,6 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     _raw text := current_setting({literal(CONTEXT_GUC)}, true);
     _key bigint;
-    _same boolean;
     _id bigint;
 BEGIN
     -- No exception block: a caught error per call makes PostgreSQL rescan the queue of
@@ -293,17 +292,18 @@ BEGIN
        AND coalesce(current_setting({literal(_KEYED_GUC)}, true), '') = ''
        AND pg_try_advisory_xact_lock(_key) THEN
         PERFORM set_config({literal(_KEYED_GUC)}, '1', true);
-        SELECT metadata = _raw::jsonb INTO _same FROM {quote(CONTEXT_TABLE)} WHERE id = _key;
-        IF NOT FOUND THEN
-            INSERT INTO {quote(CONTEXT_TABLE)} (id, created_at, user_id, metadata)
-            SELECT _key, now(), r.user_id, _raw::jsonb
-            FROM jsonb_populate_record(
-                NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
-            ) AS r
-            ON CONFLICT (id) DO NOTHING
-            RETURNING id INTO _id;
-        ELSIF _same THEN
-            _id := _key;
+        -- Insert first: the common case is a new frame. Holding the lock, ON CONFLICT
+        -- never waits: whoever wrote the key has committed or rolled back.
+        INSERT INTO {quote(CONTEXT_TABLE)} (id, created_at, user_id, metadata)
+        SELECT _key, now(), r.user_id, _raw::jsonb
+        FROM jsonb_populate_record(
+            NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
+        ) AS r
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id INTO _id;
+        IF _id IS NULL THEN
+            SELECT id INTO _id FROM {quote(CONTEXT_TABLE)}
+            WHERE id = _key AND metadata = _raw::jsonb;
         END IF;
     END IF;
     IF _id IS NULL THEN
