@@ -19,14 +19,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from django.apps import apps
 from django.db import connections, models
 from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 
 from audit_app import sql
-from audit_app.query import AGGREGATE_TABLE, MASKED, Filter, branch_sql
-from audit_app.tracking import event_models, tracked_models
+from audit_app.query import AGGREGATE_TABLE, MASKED, union_sql
+from audit_app.tracking import tracked_models
 
 COLUMNS = (
     "time",
@@ -178,42 +177,18 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
     )
 
 
-def _diff_branch_sql(
-    event_model: type[models.Model], filters: tuple[Filter, ...], connection: Any
-) -> Filter:
-    """``query.branch_sql`` with the diff column added."""
-    branch, params = branch_sql(event_model, filters)
-    source = f" FROM {sql.quote(event_model.audit_spec.event_table)} AS e"
-    # A branch's select list holds no subquery: the first FROM is the branch's own.
-    at = branch.find(source)
-    if at < 0:
-        raise RuntimeError(
-            f"Cannot add the diff to the branch of {event_model._meta.label}: no {source!r} "
-            "in query.branch_sql()'s output. Update audit_app.export to its new shape."
-        )
-    return f"{branch[:at]}, {_diff_sql(event_model, connection)} AS {_DIFF}{branch[at:]}", params
-
-
-def _diff_union_sql(scope: dict[str, tuple[Filter, ...]] | None, connection: Any) -> Filter | None:
-    """Like ``query.union_sql``, with diff columns; None when no event table is in scope."""
-    if scope is None:
-        chosen = [(m, ()) for m in event_models()]
-    else:
-        chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
-    if not chosen:
-        return None
-    parts, params = [], []
-    for event_model, filters in chosen:
-        branch, branch_params = _diff_branch_sql(event_model, filters, connection)
-        parts.append(branch)
-        params.extend(branch_params)
-    return " UNION ALL ".join(parts), tuple(params)
-
-
 def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:
     """The queryset's events (keys, context, the diff if asked), and whether diffed."""
     inner = queryset.without_diffs()
-    union = _diff_union_sql(inner.query.audit_scope, connections[inner.db]) if diff else None
+    connection = connections[inner.db]
+    union = (
+        union_sql(
+            inner.query.audit_scope,
+            extra_columns=lambda m: f", {_diff_sql(m, connection)} AS {_DIFF}",
+        )
+        if diff
+        else None
+    )
     if union is None:
         inner = inner.values(*_ORDERABLE, "context_id")
         statement, params = inner.query.get_compiler(using=inner.db).as_sql()
@@ -224,8 +199,8 @@ def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[An
         ).values(*_ORDERABLE, "context_id", _DIFF)
         # Django's own compiler, not AuditEventQuery's: the CTE is ours, with the diff.
         statement, params = Query.get_compiler(inner.query, using=inner.db).as_sql()
-        union_sql, union_params = union
-        statement = f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union_sql}) {statement}"
+        union_text, union_params = union
+        statement = f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union_text}) {statement}"
         params = (*union_params, *params)
     if not inner.query.is_sliced:
         # A fence (a slice is one already): planned on its own, the events' subquery

@@ -12,7 +12,7 @@ index (the object's key, foreign keys) are written into the branches directly by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.apps import apps
@@ -99,12 +99,13 @@ def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
 
 
 def branch_sql(
-    event_model: type[models.Model], filters: Sequence[Filter] = (), *, previous: bool = False
+    event_model: type[models.Model], filters: Sequence[Filter] = (), *, extra_columns: str = ""
 ) -> Filter:
     """One UNION ALL branch: an event table in the shape of AuditEvent.
 
-    ``previous`` adds a ``prev_data`` column. It is left out otherwise because a branch
-    computes its columns for every row it emits, before filters applied above it.
+    ``extra_columns`` (``", <expr> AS <name>"``, the event row aliased ``e``) adds columns
+    for one caller, such as the export's diff. They are not part of AuditEvent because a
+    branch computes its columns for every row it emits, before filters applied above it.
     """
     spec = event_model.audit_spec
     label = event_model._meta.label
@@ -121,7 +122,7 @@ def branch_sql(
         f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
         f"e.{sql.USER} AS user_id, "
         f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
-        + (f", {previous_sql(event_model)} AS prev_data" if previous else "")
+        + extra_columns
         + f" FROM {sql.quote(spec.event_table)} AS e"
         + (f" WHERE {where}" if where else ""),
         params,
@@ -138,26 +139,31 @@ _EMPTY_COLUMNS = (
 )
 
 
-def union_sql(scope: dict[str, tuple[Filter, ...]] | None, *, previous: bool = False) -> Filter:
-    """The UNION ALL of the branches in ``scope`` (None: every event table)."""
+def union_sql(
+    scope: dict[str, tuple[Filter, ...]] | None,
+    *,
+    extra_columns: Callable[[type[models.Model]], str] | None = None,
+) -> Filter | None:
+    """The UNION ALL of the branches in ``scope`` (None: every event table), or None
+    when no event table is in scope. ``extra_columns`` gives each branch's extra columns
+    (see ``branch_sql``)."""
     if scope is None:
         chosen = [(m, ()) for m in event_models()]
     else:
         chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
     parts, params = [], []
-    empty = f"SELECT {_EMPTY_COLUMNS}{', NULL::jsonb AS prev_data' if previous else ''} WHERE FALSE"
     for event_model, filters in chosen:
-        branch, branch_params = branch_sql(event_model, filters, previous=previous)
+        extra = extra_columns(event_model) if extra_columns else ""
+        branch, branch_params = branch_sql(event_model, filters, extra_columns=extra)
         parts.append(branch)
         params.extend(branch_params)
-    return (" UNION ALL ".join(parts) or empty), tuple(params)
+    return (" UNION ALL ".join(parts), tuple(params)) if parts else None
 
 
 class AuditEventQuery(Query):
     """A Query whose table is the union of the event tables in ``audit_scope``."""
 
     audit_scope: dict[str, tuple[Filter, ...]] | None = None
-    audit_previous: bool = False
 
     def get_compiler(
         self, using: str | None = None, connection: Any = None, elide_empty: bool = True
@@ -175,8 +181,10 @@ def _compiler_class(base: type) -> type:
 
         def as_sql(self: Any, *args: Any, **kwargs: Any) -> tuple[str, tuple]:
             query_sql, params = base.as_sql(self, *args, **kwargs)
-            union, union_params = union_sql(
-                self.query.audit_scope, previous=self.query.audit_previous
+            # Keeps the SQL valid when no event table is in scope.
+            union, union_params = union_sql(self.query.audit_scope) or (
+                f"SELECT {_EMPTY_COLUMNS} WHERE FALSE",
+                (),
             )
             return (
                 f"WITH {sql.quote(AGGREGATE_TABLE)} AS ({union}) {query_sql}",
