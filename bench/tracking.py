@@ -1283,7 +1283,7 @@ def scenario_disk(sizes: dict) -> dict:
         run["per_1m"] = {"events_mib": ev, "context_mib": cx, "total_mib": ev + cx}
     for label, key in (
         ("event table total", "events_mib"),
-        ("audit_app_context total (heap + 3 indexes)", "context_mib"),
+        ("audit_app_context total (heap + 2 indexes)", "context_mib"),
         ("**total incl. context** (target <= 400)", "total_mib"),
     ):
         print(f"{label} | " + " | ".join(f"{r['per_1m'][key]:.1f}" for r in runs))
