@@ -46,7 +46,7 @@ _FORMULA_SQL = r"'^([[:space:]]*[-=+@]|[\t\r])'"
 CHUNK_ROWS = 2_000
 CHUNK_BYTES = 64 * 1024
 _ORDERABLE = ("created_at", "event_id", "event_model", "obj_model", "obj_id", "label")
-# The column our union branches add to AuditEvent's (see _diff_branch_sql).
+# The column our union branches add to AuditEvent's (see _events_sql).
 _DIFF = "export_diff"
 _MAX_ARGS = 50  # SQL functions take at most 100 arguments
 
