@@ -257,6 +257,13 @@ $$;
 # The lowest context frame key; sequence-numbered context rows stay below it.
 CONTEXT_KEY_MIN = 1 << 62
 
+# The columns of a new context row after its id, from the handed-over metadata ``_raw``
+# (the user key typed through the table's own row type).
+_CONTEXT_ROW = (
+    "now(), r.user_id, _raw::jsonb FROM jsonb_populate_record("
+    f"NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')) AS r"
+)
+
 # Version 2: one context row per context frame (say, per request), not per transaction.
 # The Python side gives every frame a key in [2**62, 2**63), above any sequence value,
 # and the first transaction that writes in the frame stores the row under that key;
@@ -295,10 +302,7 @@ BEGIN
         -- Insert first: the common case is a new frame. Holding the lock, ON CONFLICT
         -- never waits: whoever wrote the key has committed or rolled back.
         INSERT INTO {quote(CONTEXT_TABLE)} (id, created_at, user_id, metadata)
-        SELECT _key, now(), r.user_id, _raw::jsonb
-        FROM jsonb_populate_record(
-            NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
-        ) AS r
+        SELECT _key, {_CONTEXT_ROW}
         ON CONFLICT (id) DO NOTHING
         RETURNING id INTO _id;
         IF _id IS NULL THEN
@@ -308,10 +312,7 @@ BEGIN
     END IF;
     IF _id IS NULL THEN
         INSERT INTO {quote(CONTEXT_TABLE)} (created_at, user_id, metadata)
-        SELECT now(), r.user_id, _raw::jsonb
-        FROM jsonb_populate_record(
-            NULL::{quote(CONTEXT_TABLE)}, jsonb_build_object('user_id', _raw::jsonb -> 'user')
-        ) AS r
+        SELECT {_CONTEXT_ROW}
         RETURNING id INTO _id;
     END IF;
     PERFORM set_config({literal(_SEEN_GUC)}, _raw, true),
