@@ -67,6 +67,7 @@ import audit_app  # noqa: E402
 from audit_app import export  # noqa: E402
 from audit_app import sql as audit_sql  # noqa: E402
 from audit_app.models import AuditEvent  # noqa: E402
+from bench.common import execute, log, q  # noqa: E402
 from shop.models import (  # noqa: E402
     Customer,
     DigitalProduct,
@@ -128,20 +129,6 @@ TARGET_GROWTH = 2.0
 TARGET_EXPORT_S = 5.0
 TARGET_EXPORT_MB = 100.0
 TARGET_BACKFILL_S = 60.0
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def execute(statement: str, params: Any = None) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def q(name: str) -> str:
-    return audit_sql.quote(name)
 
 
 def median(values: list[float]) -> float:

@@ -59,6 +59,7 @@ from bench.benchapp.models import (  # noqa: E402
     RowOrder,
     TrackedOrder,
 )
+from bench.common import execute, log, q  # noqa: E402
 
 FULL = {
     "rows": 100_000,  # table size of scenarios 1, 3, 4; size of the big bulk_create
@@ -122,20 +123,6 @@ FILTER_LABELS = {
 }
 EXP_LABELS = {f"exp_{v}": label for v, label in FILTER_LABELS.items()}
 MiB = 1024 * 1024
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def execute(statement: str, params: Any = None) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def q(name: str) -> str:
-    return audit_sql.quote(name)
 
 
 # ---------------------------------------------------------------------------------------
