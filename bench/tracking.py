@@ -12,7 +12,10 @@ median time and the MEDIAN OF PER-ROUND RATIOS against the untracked variant of 
 same round (range in brackets). Every timed statement starts from the same physical
 state: TRUNCATE and reload of the tables, VACUUM ANALYZE, CHECKPOINT and a fresh
 database session, all untimed. Measurements disturbed by other processes on the
-machine are repeated (see run_rounds). Results are discussed in docs/performance.md.
+machine are repeated (see run_rounds). Next to the tracked variants, each scenario
+times its floor: the untracked statement plus the writes of its event rows (and
+context row) done by hand, the least any capture of the same rows can cost. Results
+are discussed in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -610,9 +613,25 @@ SAVE_LABELS = {
     "tracked": "tracked (statement level), in context",
     "row": "tracked row level, in context",
     "untracked_no_ctx": "untracked, no context",
+    "floor": "floor: untracked save() whose UPDATE also inserts the event and context rows",
     "tracked_no_ctx": "tracked (statement level), no context",
     **{name: f"{label}, in context" for name, label in EXP_LABELS.items()},
 }
+
+
+def append_event_insert(execute: Callable, sql: str, params: Any, many: bool, ctx: dict) -> Any:
+    """Execute wrapper of the single-save floor: an UPDATE by primary key (the last
+    parameter) carries the EXECUTE of the prepared INSERT of its event row in the same
+    statement string, so in the same round trip and transaction, planned once per
+    session as a trigger's statements are. The context row comes from the same
+    function as for the triggers."""
+    if " UPDATE " in f" {sql} " and params:
+        sql = f"{sql}; EXECUTE {FLOOR_SAVE_STATEMENT}(%s)"
+        params = (*params, params[-1])
+    return execute(sql, params, many, ctx)
+
+
+FLOOR_SAVE_STATEMENT = "bench_floor_save"
 
 
 def run_saves(sizes: dict, title: str, models: dict[str, tuple[Any, bool]]) -> dict:
@@ -642,9 +661,21 @@ def run_saves(sizes: dict, title: str, models: dict[str, tuple[Any, bool]]) -> d
                 obj.quantity += 1
                 obj.save()
 
-    variants = [(name, setup(model, ctx), saves) for name, (model, ctx) in models.items()]
+    def floor_saves(state: Any) -> None:
+        insert = floor_insert_sql(PlainOrder._meta.db_table, "update")
+        execute(f"PREPARE {FLOOR_SAVE_STATEMENT}(bigint) AS {insert} WHERE s.id = $1")
+        with connection.execute_wrapper(append_event_insert):
+            saves(state)
+        written = execute(f"SELECT count(*) FROM {FLOOR_EVENTS} WHERE audit_user_id IS NOT NULL")
+        assert written[0][0] == len(state[0]), "the floor must write one event per save"
+
+    variants = [
+        (name, setup(model, ctx), floor_saves if name == "floor" else saves)
+        for name, (model, ctx) in models.items()
+    ]
     times, cpu = run_rounds(f"{title} saves", variants, sizes["save_rounds"])
-    return print_table(
+    compared = ["tracked", "row"] if "floor" in times else []
+    table = print_table(
         f"{title}: {n} single-row save() in autocommit, one request context each "
         f"({sizes['save_rounds']} rounds)",
         times,
@@ -655,7 +686,10 @@ def run_saves(sizes: dict, title: str, models: dict[str, tuple[Any, bool]]) -> d
         unit="save",
         labels=SAVE_LABELS,
         target={"tracked": "<= 1.15x"},
+        extra=floor_extra(times, cpu, compared),
     )
+    add_floor_ratios(table, times, cpu, compared)
+    return table
 
 
 def scenario_saves(sizes: dict) -> dict:
@@ -666,6 +700,7 @@ def scenario_saves(sizes: dict) -> dict:
             "untracked": (PlainOrder, True),
             "tracked": (TrackedOrder, True),
             "row": (RowOrder, True),
+            "floor": (PlainOrder, True),
             "untracked_no_ctx": (PlainOrder, False),
             "tracked_no_ctx": (TrackedOrder, False),
         },
