@@ -12,8 +12,8 @@ median time and the MEDIAN OF PER-ROUND RATIOS against the untracked variant of 
 same round (range in brackets). Every timed statement starts from the same physical
 state: TRUNCATE and reload of the tables, VACUUM ANALYZE, CHECKPOINT and a fresh
 database session, all untimed. Measurements disturbed by other processes on the
-machine are repeated (see run_rounds). Next to the tracked variants, each scenario
-times its floor: the untracked statement plus the writes of its event rows (and
+machine are repeated (see run_rounds). Single saves, updates and deletes also
+time their floor: the untracked statement plus the writes of its event rows (and
 context row) done by hand, the least any capture of the same rows can cost. Results
 are discussed in docs/performance.md.
 """
