@@ -4,7 +4,9 @@ The current context lives in a ``ContextVar`` (threads and asyncio tasks each se
 their own). Its metadata is serialised once, when the context is entered, and handed
 to PostgreSQL only with statements that may write: a ``set_config(..., true)`` is
 prepended to the statement itself, so it costs no extra round trip and lasts only
-for the current transaction, which keeps it safe under transaction pooling.
+for the current transaction, which keeps it safe under transaction pooling. The
+values travel as parameters of that prefix: the statement's text stays the same from
+one request to the next, so the driver's cache of parsed statements keeps working.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,13 +35,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass(frozen=True)
 class _Frame:
     metadata: dict[str, Any]
-    literal: str  # the metadata as an SQL string constant
-    key: str  # the frame's context row key as an SQL string constant (see _frame_key)
-    prefix: str  # the statement that hands both over (tracking not disabled), built once
+    payload: str  # the metadata as JSON text
+    key: str  # the frame's context row key (see _frame_key), as text
 
 
 _current: ContextVar[_Frame | None] = ContextVar("audit_app_context", default=None)
-# The reason given to disable_tracking(), as an SQL string constant.
+# The reason given to disable_tracking().
 _disabled: ContextVar[str | None] = ContextVar("audit_app_disabled", default=None)
 
 
@@ -59,12 +60,6 @@ def _sanitise(value: Any, path: str) -> Any:
     return value
 
 
-def sql_string(text: str) -> str:
-    """An escape-string constant for ``text`` that reads the same whatever the server's
-    ``standard_conforming_strings`` is."""
-    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def _frame(metadata: dict[str, Any]) -> _Frame:
     clean = {str(k): _sanitise(v, str(k)) for k, v in metadata.items()}
     try:
@@ -77,9 +72,7 @@ def _frame(metadata: dict[str, Any]) -> _Frame:
         ) from exc
     # The encoder may have produced NaN-free text with NUL escapes from custom objects.
     payload = payload.replace("\\u0000", "\\ufffd")
-    literal = sql_string(payload)
-    key = f"'{_frame_key()}'"
-    return _Frame(clean, literal, key, _prefix(literal, key, _EMPTY))
+    return _Frame(clean, payload, str(_frame_key()))
 
 
 def _frame_key() -> int:
@@ -165,7 +158,7 @@ def disable_tracking(reason: str) -> Iterator[None]:
     """
     if not reason or not reason.strip():
         raise ContextError("disable_tracking() needs a reason; it is recorded with each statement.")
-    token = _disabled.set(sql_string(reason.replace("\x00", "\ufffd")))
+    token = _disabled.set(reason.replace("\x00", "\ufffd"))
     try:
         yield
     finally:
@@ -180,7 +173,14 @@ _WRITE_RE = re.compile(_LEAD + r"(?:INSERT|UPDATE|DELETE|MERGE|COPY|CALL|DO)\b",
 # A WITH query writes only through a data-modifying CTE, which names one of these. A
 # read that merely mentions a word (say, a label 'delete') gets a harmless prefix.
 _CTE_WRITE_RE = re.compile(_LEAD + r"WITH\b.*\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I | re.S)
-_EMPTY = sql_string("")
+# The hand-over: the settings the triggers read, as parameters (positional, or named
+# when the statement's own parameters are a mapping).
+_SETTINGS = (sql.CONTEXT_GUC, sql.CONTEXT_KEY_GUC, sql.DISABLED_GUC)
+_NAMES = ("audit_app_context", "audit_app_context_key", "audit_app_disabled")
+_PREFIX = sql.set_config_sql([(name, "%s") for name in _SETTINGS])
+_NAMED_PREFIX = sql.set_config_sql(
+    [(name, f"%({key})s") for name, key in zip(_SETTINGS, _NAMES, strict=True)]
+)
 
 
 def _in_transaction(connection: Any) -> bool:
@@ -192,8 +192,9 @@ def _in_transaction(connection: Any) -> bool:
     return raw is not None and raw.info.transaction_status != TransactionStatus.IDLE
 
 
-def settings_prefix(connection: Any) -> str | None:
-    """The ``SELECT set_config(...)`` a write on ``connection`` needs first, or None.
+def settings_values(connection: Any) -> tuple[str, str, str] | None:
+    """The values of the settings a write on ``connection`` must hand over first
+    (context, context key, disabled reason; ``_PREFIX`` sets them), or None.
 
     Settings made earlier in the same transaction stay visible until it ends, so once
     they were set inside a transaction, later writes there must reset them.
@@ -206,21 +207,9 @@ def settings_prefix(connection: Any) -> str | None:
         connection._audit_settings_dirty = False
         return None
     connection._audit_settings_dirty = in_transaction
-    if frame is not None and disabled is None:
-        return frame.prefix
     if frame is None:
-        return _prefix(_EMPTY, _EMPTY, disabled or _EMPTY)
-    return _prefix(frame.literal, frame.key, disabled or _EMPTY)
-
-
-def _prefix(context_literal: str, key_literal: str, disabled_literal: str) -> str:
-    return sql.set_config_sql(
-        [
-            (sql.CONTEXT_GUC, context_literal),
-            (sql.CONTEXT_KEY_GUC, key_literal),
-            (sql.DISABLED_GUC, disabled_literal),
-        ]
-    )
+        return "", "", disabled or ""
+    return frame.payload, frame.key, disabled or ""
 
 
 def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ctx: dict) -> Any:
@@ -229,26 +218,30 @@ def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ct
         _WRITE_RE.match(sql_text) or _CTE_WRITE_RE.match(sql_text)
     ):
         return execute(sql_text, params, many, ctx)
-    prefix = settings_prefix(ctx["connection"])
-    if prefix is None:
+    values = settings_values(ctx["connection"])
+    if values is None:
         return execute(sql_text, params, many, ctx)
     if many:
-        return _execute_many(execute, prefix, sql_text, params, ctx)
-    if params is not None:
-        prefix = prefix.replace("%", "%%")
+        return _execute_many(execute, values, sql_text, params, ctx)
+    if isinstance(params, Mapping):
+        prefix, params = _NAMED_PREFIX, {**params, **dict(zip(_NAMES, values, strict=True))}
+    else:
+        if params is None:  # the statement's own "%" are not placeholders
+            sql_text = sql_text.replace("%", "%%")
+        prefix, params = _PREFIX, (*values, *params) if params else values
     result = execute(f"{prefix}; {sql_text}", params, many, ctx)
     # The cursor now points at the set_config result; move it to the statement's own.
     ctx["cursor"].nextset()
     return result
 
 
-def _execute_many(execute: Callable, prefix: str, sql_text: str, params: Any, ctx: dict) -> Any:
+def _execute_many(execute: Callable, values: tuple, sql_text: str, params: Any, ctx: dict) -> Any:
     from django.db import transaction
 
     # executemany cannot carry a second statement: set the context first, in the same
     # transaction as the statements (atomic() makes one in autocommit mode).
     with transaction.atomic(using=ctx["connection"].alias):
-        ctx["cursor"].cursor.execute(prefix)
+        ctx["cursor"].cursor.execute(_PREFIX, values)
         return execute(sql_text, params, True, ctx)
 
 
@@ -265,9 +258,9 @@ class _CopyMixin:
         from django.db import transaction
 
         with transaction.atomic(using=self.db.alias):
-            prefix = settings_prefix(self.db)
-            if prefix is not None:
-                self.cursor.execute(prefix)
+            values = settings_values(self.db)
+            if values is not None:
+                self.cursor.execute(_PREFIX, values)
             with self.cursor.copy(statement, params, **kwargs) as copy:
                 yield copy
 

@@ -328,7 +328,8 @@ DROP_CONTEXT_FUNCTION_SQL = f"DROP FUNCTION IF EXISTS {CONTEXT_FUNCTION}();"
 
 
 def set_config_sql(values: Sequence[tuple[str, str]]) -> str:
-    """A SELECT that sets transaction-local settings from already-quoted literals."""
+    """A SELECT that sets transaction-local settings to values given as SQL (literals
+    or placeholders)."""
     calls = ", ".join(f"set_config({literal(name)}, {value}, true)" for name, value in values)
     return f"SELECT {calls}"
 

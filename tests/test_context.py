@@ -109,6 +109,37 @@ def test_reads_are_not_prefixed(sql_log):
     assert len([s for s in statements if "set_config" in s]) == 1
 
 
+def test_named_parameters_carry_the_context():
+    with audit_app.context(user=None, via="named"), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO trackapp_widget (name, size, data, secret_token) "
+            "VALUES (%(name)s, %(size)s, '{}', '')",
+            {"name": "100% named", "size": 4},
+        )
+    assert contexts() == [{"user": None, "via": "named"}]
+    assert Widget.audit_event_model.objects.get().name == "100% named"
+
+
+def test_the_context_travels_as_parameters_not_in_the_statement_text():
+    """The text the driver parses is the same in every request: its cache of parsed
+    statements keeps working, and no metadata is spliced into SQL."""
+    sent = []
+
+    def record(execute, sql_text, params, many, ctx):
+        sent.append((sql_text, params))
+        return execute(sql_text, params, many, ctx)
+
+    with connection.execute_wrapper(record):  # inside ours: sees what we pass on
+        for who in ("first", "it's \\ second"):
+            with audit_app.context(user=None, who=who):
+                Widget.objects.create(name="w")
+    (first_sql, first_params), (second_sql, second_params) = sent
+    assert first_sql == second_sql
+    assert "who" not in first_sql and "first" not in first_sql
+    assert '"who":"first"' in first_params[0] and "second" in second_params[0]
+    assert contexts() == [{"user": None, "who": "first"}, {"user": None, "who": "it's \\ second"}]
+
+
 def test_writing_cte_carries_the_context():
     with audit_app.context(user=None, via="cte"), connection.cursor() as cursor:
         cursor.execute(
