@@ -262,7 +262,7 @@ class AuditEventQuerySet(models.QuerySet):
             pk_field = tracked._meta.pk
             values = [pk_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
             column = sql.quote(event_model.audit_spec.pk_column)
-            # One key: "=" lets the (object, created_at, id) index return the history
+            # One key: "=" lets the (object, created_at) index return the history
             # already in order, so a page of a long history reads only that page.
             clause = (
                 (f"e.{column} = %s", (values[0],))
@@ -346,7 +346,7 @@ class AuditEventQuerySet(models.QuerySet):
         """Events written in a context of this user (or user primary key).
 
         Filters the union's ``user_id``, which PostgreSQL pushes into every event
-        table, where the (user, created_at, id) index returns the user's events in order.
+        table, where the (user, created_at) index returns the user's events in order.
         """
         return self.filter(user_id=getattr(user, "pk", user))
 

@@ -1,4 +1,4 @@
-"""``manage.py audit``: status and backfill of the audit history."""
+"""``manage.py audit``: status, backfill, export and prune of the audit history."""
 
 from __future__ import annotations
 
