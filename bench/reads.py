@@ -129,8 +129,14 @@ TARGET_PAGE_MS = 250.0
 TARGET_GROWTH = 2.0
 TARGET_EXPORT_S = 5.0
 TARGET_EXPORT_MB = 100.0
-# The export's modes: a plain COPY of the same rows (the floor), then audit_app's.
-EXPORT_MODES = ("copy", "csv", "csv-nodiff", "jsonl")
+# The export's modes and their labels: a plain COPY of the same rows (the floor),
+# then audit_app's.
+EXPORT_MODES = {
+    "copy": "COPY (SELECT * ...) floor",
+    "csv": "stream_csv",
+    "csv-nodiff": "stream_csv(diff=False)",
+    "jsonl": "stream_jsonl",
+}
 TARGET_BACKFILL_S = 60.0
 
 
@@ -907,12 +913,7 @@ def report(data: dict[str, Any], sizes: dict) -> None:
             )
             rows.append(
                 [
-                    {
-                        "copy": "COPY (SELECT * ...) floor",
-                        "csv": "stream_csv",
-                        "csv-nodiff": "stream_csv(diff=False)",
-                        "jsonl": "stream_jsonl",
-                    }[mode],
+                    EXPORT_MODES[mode],
                     fmt(r["median_s"]),
                     fmt(r["median_s"] / floor),
                     fmt(r["peak_rss_mb"], 0),
@@ -1035,7 +1036,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, help="events of the small phase (default 10k)")
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--explain", type=Path, help="EXPLAIN output (default: a temp file)")
-    parser.add_argument("--child-export", choices=EXPORT_MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--child-export", choices=list(EXPORT_MODES), help=argparse.SUPPRESS)
     parser.add_argument("--since", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_export:

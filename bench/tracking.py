@@ -619,6 +619,9 @@ SAVE_LABELS = {
 }
 
 
+FLOOR_SAVE_STATEMENT = "bench_floor_save"
+
+
 def append_event_insert(execute: Callable, sql: str, params: Any, many: bool, ctx: dict) -> Any:
     """Execute wrapper of the single-save floor: an UPDATE by primary key (the last
     parameter) carries the EXECUTE of the prepared INSERT of its event row in the same
@@ -629,9 +632,6 @@ def append_event_insert(execute: Callable, sql: str, params: Any, many: bool, ct
         sql = f"{sql}; EXECUTE {FLOOR_SAVE_STATEMENT}(%s)"
         params = (*params, params[-1])
     return execute(sql, params, many, ctx)
-
-
-FLOOR_SAVE_STATEMENT = "bench_floor_save"
 
 
 def run_saves(sizes: dict, title: str, models: dict[str, tuple[Any, bool]]) -> dict:
