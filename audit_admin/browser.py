@@ -47,7 +47,7 @@ from audit_admin.export import export_response
 from audit_admin.history import parse_event_key
 from audit_admin.pages import admin_context
 from audit_app.models import AuditEvent
-from audit_app.tracking import tracked_models
+from audit_app.registry import tracked_models
 
 _PAGE_RE = re.compile(r"^[0-9]{1,9}$")
 # Index-backed orders only: each event table has a (created_at, id) index.

@@ -12,6 +12,8 @@ class AuditAppConfig(AppConfig):
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_migrate
 
+        # Imported once the app registry is ready (models loaded), as Django asks of
+        # modules that register checks and signal handlers.
         from audit_app import checks, commands, installation, runtime  # noqa: F401
 
         connection_created.connect(_on_connection_created, dispatch_uid="audit_app_context")
@@ -22,6 +24,7 @@ class AuditAppConfig(AppConfig):
 
 
 def _on_connection_created(sender, connection, **kwargs) -> None:
+    # apps.py is imported while the app registry loads; the runtime only when needed.
     from audit_app.runtime import install
 
     install(connection)

@@ -18,7 +18,7 @@ from django.db import connections, models
 from django.utils import formats, timezone
 
 from audit_app import sql
-from audit_app.query import MASKED, data_sql, load_json, previous_sql
+from audit_app.event_sql import MASKED, data_sql, load_json, previous_sql
 
 ACTIONS = {"insert": "created", "update": "changed", "delete": "deleted", "snapshot": "snapshot"}
 # Text longer than this (or any TextField) is diffed word by word.

@@ -24,8 +24,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 
 from audit_app import sql
-from audit_app.query import AGGREGATE_TABLE, MASKED, union_sql
-from audit_app.tracking import tracked_models
+from audit_app.event_sql import AGGREGATE_TABLE, MASKED, previous_event_sql, union_sql
+from audit_app.registry import tracked_models
 
 COLUMNS = (
     "time",
@@ -168,13 +168,7 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
         pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
     fields = _concat_ws(sql.literal(" "), names)
     diff = f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}'"
-    pk = sql.quote(spec.pk_column)
-    return (
-        f"(SELECT ARRAY[{fields}, {diff}] FROM {sql.quote(spec.event_table)} AS prev "
-        f"WHERE prev.{pk} = e.{pk} "
-        "AND (prev.audit_created_at, prev.audit_id) < (e.audit_created_at, e.audit_id) "
-        "ORDER BY prev.audit_created_at DESC, prev.audit_id DESC LIMIT 1)"
-    )
+    return previous_event_sql(event_model, f"ARRAY[{fields}, {diff}]", alias="prev")
 
 
 def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:

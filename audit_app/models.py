@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.postgres.indexes import HashIndex
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 
-from audit_app.query import AGGREGATE_TABLE, AuditEventQuerySet
+from audit_app.diff import action_of
+from audit_app.event_sql import AGGREGATE_TABLE
+from audit_app.query import AuditEventQuerySet
+from audit_app.reverting import revert
 from audit_app.triggers import AppendOnly
 
 
@@ -115,7 +119,7 @@ class AuditEvent(models.Model):
 
     ``data`` holds the tracked values keyed by field name, ``diff`` maps each field that
     changed since the object's previous event to ``[old, new]`` (None for its first
-    event). Masked fields show ``audit_app.query.MASKED`` instead of values.
+    event). Masked fields show ``audit_app.event_sql.MASKED`` instead of values.
     """
 
     id = models.TextField(primary_key=True)
@@ -177,20 +181,14 @@ class AuditEvent(models.Model):
     @property
     def action(self) -> str:
         """What happened: created, changed, deleted, reverted, restored, snapshot or a label."""
-        from audit_app.diff import action_of
-
         return action_of(self.label, self.metadata)
 
     @property
     def tracked_model(self) -> type[models.Model]:
-        from django.apps import apps
-
         return apps.get_model(self.obj_model)
 
     @property
     def source_event_model(self) -> type[models.Model]:
-        from django.apps import apps
-
         return apps.get_model(self.event_model)
 
     def revert(
@@ -202,8 +200,6 @@ class AuditEvent(models.Model):
         expected_event_id: Any = None,
     ) -> models.Model:
         """Restore the object to this version; see ``audit_app.revert``."""
-        from audit_app.reverting import revert
-
         return revert(
             self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id
         )

@@ -4,7 +4,7 @@
 defines it as a CTE, a ``UNION ALL`` of one branch per event table. PostgreSQL inlines
 the CTE and pushes the outer ``WHERE`` and ``ORDER BY ... LIMIT`` into every branch,
 so a page of newest events is a merge of per-table index scans, and a filter on the
-model or label prunes whole branches. Filters that need a typed comparison to use an
+model or label prunes whole branches. SqlFragments that need a typed comparison to use an
 index (the object's key, foreign keys) are written into the branches directly by
 ``tracks()`` and ``references()``.
 """
@@ -12,7 +12,7 @@ index (the object's key, foreign keys) are written into the branches directly by
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.apps import apps
@@ -20,150 +20,22 @@ from django.db import connections, models
 from django.db.models.sql import Query
 
 from audit_app import sql
-from audit_app.tracking import event_model_of, event_models
-
-AGGREGATE_TABLE = "audit_app_auditevent"
-# Masked values are never shown: events carry this instead (their markers stay in SQL).
-MASKED = "••••••"
-_JSONB_MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
-
-Filter = tuple[str, tuple[Any, ...]]
-
-
-def load_json(value: Any) -> Any:
-    """Decode jsonb read through a raw cursor (Django's backend hands it over as text)."""
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _tracked_field(event_model: type[models.Model], name: str) -> models.Field:
-    return event_model.audit_tracked_model._meta.concrete_model._meta.get_field(name)
-
-
-def data_sql(
-    event_model: type[models.Model], alias: str = "e", *, live: bool = False, markers: bool = False
-) -> str:
-    """A jsonb object of the tracked values of an event row, keyed by field name.
-
-    Masked fields read as ``MASKED`` unless ``markers`` asks for their change markers
-    (for diffs, never for display). With ``live=True`` the alias is a row of the tracked
-    table itself, read into the same image.
-    """
-    spec = event_model.audit_spec
-    pairs = []
-    for name, column in event_model.audit_fields:
-        value = f"{alias}.{sql.quote(column)}"
-        if column in spec.masked:
-            marker = (
-                sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}")
-                if live
-                else value
-            )
-            value = (
-                marker
-                if markers
-                else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
-            )
-        elif isinstance(_tracked_field(event_model, name), models.DecimalField):
-            value += "::text"  # jsonb numbers would come back as floats
-        pairs.append(f"{sql.literal(name)}, {value}")
-    return _jsonb_object(pairs)
-
-
-def markers_sql(event_model: type[models.Model], alias: str = "e") -> str:
-    """A jsonb object of the change markers of masked fields (NULL when none)."""
-    spec = event_model.audit_spec
-    pairs = [
-        f"{sql.literal(name)}, {alias}.{sql.quote(column)}"
-        for name, column in event_model.audit_fields
-        if column in spec.masked
-    ]
-    return _jsonb_object(pairs) if pairs else "NULL::jsonb"
-
-
-def _jsonb_object(pairs: list[str]) -> str:
-    chunks = [pairs[i : i + _JSONB_MAX_PAIRS] for i in range(0, len(pairs), _JSONB_MAX_PAIRS)]
-    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
-
-
-def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
-    """Scalar subquery: the data (with markers) of the same object's previous event."""
-    spec = event_model.audit_spec
-    pk = sql.quote(spec.pk_column)
-    data = data_sql(event_model, "p", markers=True)
-    return (
-        f"(SELECT {data} FROM {sql.quote(spec.event_table)} AS p "
-        f"WHERE p.{pk} = {alias}.{pk} "
-        f"AND (p.audit_created_at, p.audit_id) < ({alias}.audit_created_at, {alias}.audit_id) "
-        "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1)"
-    )
-
-
-def branch_sql(
-    event_model: type[models.Model], filters: Sequence[Filter] = (), *, extra_columns: str = ""
-) -> Filter:
-    """One UNION ALL branch: an event table in the shape of AuditEvent.
-
-    ``extra_columns`` (``", <expr> AS <name>"``, the event row aliased ``e``) adds columns
-    for one caller, such as the export's diff. They are not part of AuditEvent because a
-    branch computes its columns for every row it emits, before filters applied above it.
-    """
-    spec = event_model.audit_spec
-    label = event_model._meta.label
-    tracked = event_model.audit_tracked_model._meta.label
-    # No "WHERE TRUE" filler: a branch with a WHERE clause of its own is planned on
-    # its own, so the newest-first page could no longer merge the per-table indexes.
-    where = " AND ".join(f"({f})" for f, _ in filters)
-    params = tuple(p for _, ps in filters for p in ps)
-    return (
-        f"SELECT {sql.literal(event_model._meta.label_lower + ':')} || e.audit_id AS id, "
-        f"{sql.literal(label)}::text AS event_model, e.audit_id AS event_id, "
-        f"{sql.literal(tracked)}::text AS obj_model, "
-        f"e.{sql.quote(spec.pk_column)}::text AS obj_id, e.audit_label::text AS label, "
-        f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
-        f"e.{sql.USER} AS user_id, "
-        f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
-        + extra_columns
-        + f" FROM {sql.quote(spec.event_table)} AS e"
-        + (f" WHERE {where}" if where else ""),
-        params,
-    )
-
-
-# Keeps the SQL valid when no event table is in scope.
-_EMPTY_COLUMNS = (
-    "NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
-    "NULL::text AS obj_model, NULL::text AS obj_id, NULL::text AS label, "
-    "NULL::timestamptz AS created_at, NULL::bigint AS context_id, "
-    f"(NULL::{sql.quote(sql.CONTEXT_TABLE)}).user_id AS user_id, NULL::jsonb AS data, "
-    "NULL::jsonb AS masked_markers"
+from audit_app.diff import attach_diffs
+from audit_app.event_sql import (
+    AGGREGATE_TABLE,
+    EMPTY_COLUMNS,
+    SqlFragment,
+    previous_event_sql,
+    tracked_field,
+    union_sql,
 )
-
-
-def union_sql(
-    scope: dict[str, tuple[Filter, ...]] | None,
-    *,
-    extra_columns: Callable[[type[models.Model]], str] | None = None,
-) -> Filter | None:
-    """The UNION ALL of the branches in ``scope`` (None: every event table), or None
-    when no event table is in scope. ``extra_columns`` gives each branch's extra columns
-    (see ``branch_sql``)."""
-    if scope is None:
-        chosen = [(m, ()) for m in event_models()]
-    else:
-        chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
-    parts, params = [], []
-    for event_model, filters in chosen:
-        extra = extra_columns(event_model) if extra_columns else ""
-        branch, branch_params = branch_sql(event_model, filters, extra_columns=extra)
-        parts.append(branch)
-        params.extend(branch_params)
-    return (" UNION ALL ".join(parts), tuple(params)) if parts else None
+from audit_app.registry import event_model_of, event_models
 
 
 class AuditEventQuery(Query):
     """A Query whose table is the union of the event tables in ``audit_scope``."""
 
-    audit_scope: dict[str, tuple[Filter, ...]] | None = None
+    audit_scope: dict[str, tuple[SqlFragment, ...]] | None = None
 
     def get_compiler(
         self, using: str | None = None, connection: Any = None, elide_empty: bool = True
@@ -183,7 +55,7 @@ def _compiler_class(base: type) -> type:
             query_sql, params = base.as_sql(self, *args, **kwargs)
             # Keeps the SQL valid when no event table is in scope.
             union, union_params = union_sql(self.query.audit_scope) or (
-                f"SELECT {_EMPTY_COLUMNS} WHERE FALSE",
+                f"SELECT {EMPTY_COLUMNS} WHERE FALSE",
                 (),
             )
             return (
@@ -229,7 +101,7 @@ class AuditEventQuerySet(models.QuerySet):
         clone._audit_diffs = self._audit_diffs
         return clone
 
-    def _narrow(self, filters: dict[str, tuple[Filter, ...]]) -> AuditEventQuerySet:
+    def _narrow(self, filters: dict[str, tuple[SqlFragment, ...]]) -> AuditEventQuerySet:
         """Keep only branches in ``filters``, adding their filters to any already there."""
         clone = self._chain()
         current = clone.query.audit_scope
@@ -254,7 +126,7 @@ class AuditEventQuerySet(models.QuerySet):
         # Every event table of the object's rows: its own table, its concrete parents'
         # tables, and tables tracked through proxies of any of them.
         tables = {concrete, *concrete._meta.get_parent_list()}
-        filters: dict[str, tuple[Filter, ...]] = {}
+        filters: dict[str, tuple[SqlFragment, ...]] = {}
         for event_model in event_models():
             tracked = event_model.audit_tracked_model._meta.concrete_model
             if tracked not in tables:
@@ -279,11 +151,11 @@ class AuditEventQuerySet(models.QuerySet):
         """Events of rows whose foreign keys point at these objects."""
         model, pks = _objects_by_model(objs)
         targets = {model._meta.concrete_model, *model._meta.concrete_model._meta.get_parent_list()}
-        filters: dict[str, tuple[Filter, ...]] = {}
+        filters: dict[str, tuple[SqlFragment, ...]] = {}
         for event_model in event_models():
             columns = []
             for name, column in event_model.audit_fields:
-                field = _tracked_field(event_model, name)
+                field = tracked_field(event_model, name)
                 if field.is_relation and field.related_model._meta.concrete_model in targets:
                     columns.append((field, column))
             if not columns:
@@ -298,31 +170,23 @@ class AuditEventQuerySet(models.QuerySet):
 
     def changed(self, *field_names: str) -> AuditEventQuerySet:
         """Events whose diff includes any of these fields (first events excluded)."""
-        filters: dict[str, tuple[Filter, ...]] = {}
+        filters: dict[str, tuple[SqlFragment, ...]] = {}
         for event_model in self._event_models():
             columns = [c for n, c in event_model.audit_fields if n in field_names]
             if not columns:
                 continue
-            spec = event_model.audit_spec
-            pk = sql.quote(spec.pk_column)
             differs = " OR ".join(
                 f"p.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for c in columns
             )
             # NULL (no previous event) filters the row out, like a first event's None diff.
             filters[event_model._meta.label_lower] = (
-                (
-                    f"(SELECT {differs} FROM {sql.quote(spec.event_table)} AS p "
-                    f"WHERE p.{pk} = e.{pk} AND (p.audit_created_at, p.audit_id) < "
-                    "(e.audit_created_at, e.audit_id) "
-                    "ORDER BY p.audit_created_at DESC, p.audit_id DESC LIMIT 1)",
-                    (),
-                ),
+                (previous_event_sql(event_model, differs), ()),
             )
         return self._narrow(filters)
 
     def deleted(self) -> AuditEventQuerySet:
         """The last event of each object that is deleted now, when that event is its delete."""
-        filters: dict[str, tuple[Filter, ...]] = {}
+        filters: dict[str, tuple[SqlFragment, ...]] = {}
         for event_model in self._event_models():
             spec = event_model.audit_spec
             pk = sql.quote(spec.pk_column)
@@ -345,7 +209,7 @@ class AuditEventQuerySet(models.QuerySet):
     def by_user(self, user: Any) -> AuditEventQuerySet:
         """Events written in a context of this user (or user primary key).
 
-        Filters the union's ``user_id``, which PostgreSQL pushes into every event
+        SqlFragments the union's ``user_id``, which PostgreSQL pushes into every event
         table, where the (user, created_at) index returns the user's events in order.
         """
         return self.filter(user_id=getattr(user, "pk", user))
@@ -378,8 +242,6 @@ class AuditEventQuerySet(models.QuerySet):
             and self._result_cache
             and not self._iterable_class_is_values()
         ):
-            from audit_app.diff import attach_diffs
-
             attach_diffs(self._result_cache, using=self.db)
 
     def _iterable_class_is_values(self) -> bool:

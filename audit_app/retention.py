@@ -16,8 +16,8 @@ import pgtrigger
 from django.db import connections, models, transaction
 
 from audit_app import sql
+from audit_app.registry import event_models
 from audit_app.runtime import current_context
-from audit_app.tracking import event_models
 from audit_app.triggers import AppendOnly
 
 

@@ -15,6 +15,7 @@ from django.db import IntegrityError, connections, models, router, transaction
 
 from audit_app import sql
 from audit_app.diff import FieldChange, current_data, field_changes, resolve_related, to_python
+from audit_app.event_sql import data_sql, load_json, newest_event_sql
 from audit_app.exceptions import (
     NothingToRevert,
     RevertConflict,
@@ -24,7 +25,6 @@ from audit_app.exceptions import (
     RevertUniqueClash,
     RevertValidationError,
 )
-from audit_app.query import data_sql, load_json
 from audit_app.runtime import context
 
 
@@ -78,17 +78,25 @@ def fetch_version(
     return Version(event_model, event_id, row[0], row[1], load_json(row[2]))
 
 
-def latest_event_id(event_model: type[models.Model], pk: Any, using: str = "default") -> int | None:
-    spec = event_model.audit_spec
+def _newest_event_id(
+    event_model: type[models.Model], pk: Any, using: str, *, at_or_before: Any = None
+) -> int | None:
+    condition, params = "", [pk]
+    if at_or_before is not None:
+        condition = f"p.{sql.CREATED_AT} <= %s"
+        params.append(at_or_before)
+    statement = newest_event_sql(
+        event_model, f"p.{sql.EVENT_ID}", alias="p", obj="%s", condition=condition
+    )
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"SELECT audit_id FROM {sql.quote(spec.event_table)} "
-            f"WHERE {sql.quote(spec.pk_column)} = %s "
-            "ORDER BY audit_created_at DESC, audit_id DESC LIMIT 1",
-            [pk],
-        )
+        cursor.execute(statement, params)
         row = cursor.fetchone()
-        return row[0] if row else None
+    return row[0] if row else None
+
+
+def latest_event_id(event_model: type[models.Model], pk: Any, using: str = "default") -> int | None:
+    """The id of the object's newest event (None when it has none)."""
+    return _newest_event_id(event_model, pk, using)
 
 
 @dataclass
@@ -119,20 +127,12 @@ def _parent_versions(version: Version, using: str) -> list[Version]:
                 f"Restoring {concrete._meta.verbose_name} {version.pk} needs the history of its "
                 f"parent {parent._meta.label}, which is not tracked."
             )
-        spec = event_model.audit_spec
-        with connections[using].cursor() as cursor:
-            cursor.execute(
-                f"SELECT audit_id FROM {sql.quote(spec.event_table)} "
-                f"WHERE {sql.quote(spec.pk_column)} = %s AND audit_created_at <= %s "
-                "ORDER BY audit_created_at DESC, audit_id DESC LIMIT 1",
-                [version.pk, version.created_at],
-            )
-            row = cursor.fetchone()
-        if row is None:
+        event_id = _newest_event_id(event_model, version.pk, using, at_or_before=version.created_at)
+        if event_id is None:
             raise RevertSchemaError(
                 f"No history of {parent._meta.label} {version.pk} to restore the parent row from."
             )
-        found.append(fetch_version(event_model, row[0], using))
+        found.append(fetch_version(event_model, event_id, using))
     return found
 
 
@@ -301,7 +301,6 @@ def revert(
     """
     version = load_version(event, using or "default")
     using = using or router.db_for_write(version.tracked_model)
-    action = "restored"
     with transaction.atomic(using=using):
         # Lock the live row so nobody changes it between our checks and the save.
         version.tracked_model._default_manager.using(using).select_for_update().filter(

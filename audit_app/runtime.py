@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.db import transaction
 from psycopg.pq import TransactionStatus
 
 from audit_app import conf, sql
@@ -236,8 +237,6 @@ def inject_context(execute: Callable, sql_text: Any, params: Any, many: bool, ct
 
 
 def _execute_many(execute: Callable, values: tuple, sql_text: str, params: Any, ctx: dict) -> Any:
-    from django.db import transaction
-
     # executemany cannot carry a second statement: set the context first, in the same
     # transaction as the statements (atomic() makes one in autocommit mode).
     with transaction.atomic(using=ctx["connection"].alias):
@@ -255,8 +254,6 @@ class _CopyMixin:
 
     @contextmanager
     def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
-        from django.db import transaction
-
         with transaction.atomic(using=self.db.alias):
             values = settings_values(self.db)
             if values is not None:

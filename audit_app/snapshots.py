@@ -8,7 +8,8 @@ from django.db import connections, models, transaction
 
 from audit_app import sql
 from audit_app.exceptions import TrackingError
-from audit_app.tracking import _LABEL_RE, event_model_of
+from audit_app.registry import event_model_of
+from audit_app.trackers import check_label
 
 
 def _snapshot(
@@ -18,8 +19,7 @@ def _snapshot(
 
     Returns (rows written, largest pk written, largest event id written).
     """
-    if not _LABEL_RE.match(label):
-        raise TrackingError(f"Event label {label!r} must match {_LABEL_RE.pattern}.")
+    check_label(label, TrackingError)
     spec = event_model_of(queryset.model).audit_spec
     pk = f"{sql.NEW}.{sql.quote(spec.pk_column)}"
     conditions, params = ["TRUE"], []

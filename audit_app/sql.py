@@ -8,6 +8,7 @@ changing what it produces changes every user's migrations and is a deliberate ac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,9 +121,15 @@ def any_change_sql(columns: Iterable[str]) -> str:
     return " OR ".join(parts)
 
 
-def _alias(condition_sql: str) -> str:
-    from audit_app.trackers import alias_rows
+_ROW_REF = re.compile(r'\b(OLD|NEW)\."')
 
+
+def alias_rows(condition_sql: str, old: str, new: str) -> str:
+    """Point a row-level condition at statement-level aliases of the transition tables."""
+    return _ROW_REF.sub(lambda m: f'{old if m.group(1) == "OLD" else new}."', condition_sql)
+
+
+def _alias(condition_sql: str) -> str:
     return alias_rows(condition_sql, OLD, NEW)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pgtrigger
 
+from audit_app import sql
+
 Row = "ROW"
 Statement = "STATEMENT"
 
@@ -17,7 +19,18 @@ Condition = pgtrigger.Condition
 Q = pgtrigger.Q
 F = pgtrigger.F
 
-_ROW_REF = re.compile(r'\b(OLD|NEW)\."')
+#: What an event label may be: it is stored in every event row and shown in the admin.
+LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def check_label(label: str, error: type[Exception] = ValueError) -> str:
+    """Return ``label`` if it is a valid event label, else raise ``error`` saying why."""
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise error(
+            f"Event label {label!r} must be 1 to 32 letters, digits, '_' or '-' "
+            f"({LABEL_RE.pattern})."
+        )
+    return label
 
 
 class AnyChange:
@@ -45,15 +58,8 @@ def render_condition(condition: Any, model: Any, tracked_columns: Sequence[str])
     if condition is None:
         return ""
     if isinstance(condition, AnyChange):
-        from audit_app.sql import any_change_sql
-
-        return any_change_sql(condition.columns(model, tracked_columns))
+        return sql.any_change_sql(condition.columns(model, tracked_columns))
     return condition.resolve(model).strip()
-
-
-def alias_rows(condition_sql: str, old: str, new: str) -> str:
-    """Point a row-level condition at statement-level aliases of the transition tables."""
-    return _ROW_REF.sub(lambda m: f'{old if m.group(1) == "OLD" else new}."', condition_sql)
 
 
 class _Unset:
@@ -70,9 +76,7 @@ class Tracker:
     label: str = ""
 
     def __init__(self, label: str | None = None) -> None:
-        self.label = label or self.label
-        if not self.label or len(self.label) > 32:
-            raise ValueError(f"Tracker label {self.label!r} must be 1 to 32 characters long.")
+        self.label = check_label(label or self.label)
 
 
 class ManualEvent(Tracker):

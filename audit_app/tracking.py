@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pgtrigger
@@ -14,16 +14,18 @@ from django.apps import apps
 from django.db import models
 
 from audit_app import conf, sql
+from audit_app.models import BaseEvent
 from audit_app.trackers import (
     DatabaseTracker,
     Tracker,
+    check_label,
     default_trackers,
     render_condition,
 )
+from audit_app.triggers import AppendOnly, CaptureTrigger
 
 M = TypeVar("M", bound=type[models.Model])
 
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _AUTO_TO_INT = {
     models.BigAutoField: models.BigIntegerField,
     models.SmallAutoField: models.SmallIntegerField,
@@ -161,21 +163,23 @@ def _unique_related_name(model: type[models.Model], related_name: str) -> str:
     return related_name
 
 
-def create_event_model(
-    model: type[models.Model],
-    *trackers: Tracker,
-    fields: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-    level: str | None = None,
-    append_only: bool | None = None,
-    model_name: str | None = None,
-    related_name: str = "audit_events",
-    masked: Iterable[str] | None = None,
-    constrain_obj: bool | None = None,
-) -> type[models.Model]:
-    """Build and register the event model of ``model`` and install its triggers."""
-    from audit_app.models import BaseEvent
+@dataclass(frozen=True)
+class EventModelPlan:
+    """What ``track()``'s options resolve to for one model: settings applied, fields chosen."""
 
+    trackers: tuple[Tracker, ...]
+    level: str
+    append_only: bool
+    constrain_obj: bool
+    copied: tuple[models.Field, ...]  # the tracked model's fields the events copy, pk first
+    masked: frozenset[str]  # names of copied fields stored as change markers
+    event_name: str
+    db_table: str
+    related_name: str
+
+
+def check_trackable(model: type[models.Model]) -> None:
+    """Refuse models whose events could not be recorded, saying why."""
     opts = model._meta
     if opts.abstract:
         raise TypeError(f"{opts.label} is abstract; track a concrete or proxy model.")
@@ -188,107 +192,151 @@ def create_event_model(
             f"{opts.label} lives in a Django app; track a proxy of it in one of your apps."
         )
 
-    trackers = trackers or tuple(default_trackers())
-    labels = [t.label for t in trackers]
-    for label in labels:
-        if not _LABEL_RE.match(label):
-            raise ValueError(f"Tracker label {label!r} must match {_LABEL_RE.pattern}.")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"Tracker labels of {opts.label} must be unique, got {labels}.")
 
-    level = (level or conf.level()).upper()
-    append_only = conf.append_only() if append_only is None else append_only
-    constrain_obj = conf.constrain_obj() if constrain_obj is None else constrain_obj
-    if constrain_obj and any(getattr(t, "operation", "") == "DELETE" for t in trackers):
+def _check_trackers(model: type[models.Model], trackers: Sequence[Tracker]) -> None:
+    labels = [check_label(t.label) for t in trackers]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"Tracker labels of {model._meta.label} must be unique, got {labels}.")
+
+
+def _check_constrain_obj(
+    model: type[models.Model], trackers: Sequence[Tracker], *, append_only: bool
+) -> None:
+    label = model._meta.label
+    if any(getattr(t, "operation", "") == "DELETE" for t in trackers):
         raise ValueError(
-            f"{opts.label}: a constrained object reference deletes events with their object, "
+            f"{label}: a constrained object reference deletes events with their object, "
             "so a delete event would point at a missing row. Drop DeleteEvent or keep the "
             "reference unconstrained (constrain_obj=False)."
         )
-    if constrain_obj and append_only:
+    if append_only:
         raise ValueError(
-            f"{opts.label}: constrain_obj cascades deletes into an append-only event table, "
+            f"{label}: constrain_obj cascades deletes into an append-only event table, "
             "which refuses them. Choose one."
         )
 
+
+def plan_event_model(
+    model: type[models.Model],
+    trackers: Sequence[Tracker],
+    *,
+    fields: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    level: str | None = None,
+    append_only: bool | None = None,
+    model_name: str | None = None,
+    related_name: str = "audit_events",
+    masked: Iterable[str] | None = None,
+    constrain_obj: bool | None = None,
+) -> EventModelPlan:
+    """Resolve ``track()``'s options against the settings and check them together."""
+    trackers = tuple(trackers) or tuple(default_trackers())
+    _check_trackers(model, trackers)
+    append_only = conf.append_only() if append_only is None else append_only
+    constrain_obj = conf.constrain_obj() if constrain_obj is None else constrain_obj
+    if constrain_obj:
+        _check_constrain_obj(model, trackers, append_only=append_only)
     copied = tracked_fields(model, fields, exclude)
     patterns = conf.masked_fields() if masked is None else tuple(masked)
-    masked_names = {f.name for f in copied[1:] if is_masked(f.name, patterns)}
-    pk = copied[0]
     event_name = model_name or f"{model.__name__}Event"
-    app_label = opts.app_label
+    app_label = model._meta.app_label
     if event_name.lower() in apps.all_models[app_label]:
         raise ValueError(f"{app_label}.{event_name} already exists; pass model_name=...")
+    return EventModelPlan(
+        trackers=trackers,
+        level=(level or conf.level()).upper(),
+        append_only=append_only,
+        constrain_obj=constrain_obj,
+        copied=tuple(copied),
+        masked=frozenset(f.name for f in copied[1:] if is_masked(f.name, patterns)),
+        event_name=event_name,
+        db_table=f"{app_label}_{event_name.lower()}",
+        related_name=_unique_related_name(model, related_name),
+    )
 
-    db_table = f"{app_label}_{event_name.lower()}"
+
+def _event_meta(model: type[models.Model], db_table: str) -> type:
+    """The generated event model's Meta: its table and the indexes our reads need."""
+    opts = model._meta
+    return type(
+        "Meta",
+        (),
+        {
+            "app_label": opts.app_label,
+            "db_table": db_table,
+            "ordering": ("audit_id",),
+            "indexes": [
+                models.Index(
+                    # One object's history, newest first, and its previous event
+                    # (no audit_id: see the user index below).
+                    fields=["audit_obj", "audit_created_at"],
+                    name=_index_name(db_table, "obj"),
+                ),
+                models.Index(
+                    fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
+                ),
+                models.Index(fields=["audit_context"], name=_index_name(db_table, "ctx")),
+                models.Index(
+                    # One user's events, newest first: a merge of per-table scans
+                    # (ties on the time are sorted on the page). Without audit_id,
+                    # PostgreSQL keeps pages full when each user's events arrive in
+                    # time order: 31 MiB per 1M events instead of 69.
+                    fields=["audit_user", "audit_created_at"],
+                    name=_index_name(db_table, "usr"),
+                    condition=models.Q(audit_user__isnull=False),
+                ),
+            ],
+            "verbose_name": f"{opts.verbose_name} event",
+            "verbose_name_plural": f"{opts.verbose_name} events",
+        },
+    )
+
+
+def build_event_model(model: type[models.Model], plan: EventModelPlan) -> type[models.Model]:
+    """Create (and so register) the event model class that ``plan`` describes."""
+    pk = plan.copied[0]
     attrs: dict[str, Any] = {
         "__module__": model.__module__,
-        "__qualname__": event_name,
+        "__qualname__": plan.event_name,
         "audit_obj": models.ForeignKey(
             model,
-            on_delete=models.CASCADE if constrain_obj else models.DO_NOTHING,
-            db_constraint=constrain_obj,
+            on_delete=models.CASCADE if plan.constrain_obj else models.DO_NOTHING,
+            db_constraint=plan.constrain_obj,
             db_column=pk.column,
             db_index=False,
-            related_name=_unique_related_name(model, related_name),
+            related_name=plan.related_name,
         ),
-        "Meta": type(
-            "Meta",
-            (),
-            {
-                "app_label": app_label,
-                "db_table": db_table,
-                "ordering": ("audit_id",),
-                "indexes": [
-                    models.Index(
-                        # One object's history, newest first, and its previous event
-                        # (no audit_id: see the user index below).
-                        fields=["audit_obj", "audit_created_at"],
-                        name=_index_name(db_table, "obj"),
-                    ),
-                    models.Index(
-                        fields=["audit_created_at", "audit_id"], name=_index_name(db_table, "ts")
-                    ),
-                    models.Index(fields=["audit_context"], name=_index_name(db_table, "ctx")),
-                    models.Index(
-                        # One user's events, newest first: a merge of per-table scans
-                        # (ties on the time are sorted on the page). Without audit_id,
-                        # PostgreSQL keeps pages full when each user's events arrive in
-                        # time order: 31 MiB per 1M events instead of 69.
-                        fields=["audit_user", "audit_created_at"],
-                        name=_index_name(db_table, "usr"),
-                        condition=models.Q(audit_user__isnull=False),
-                    ),
-                ],
-                "verbose_name": f"{opts.verbose_name} event",
-                "verbose_name_plural": f"{opts.verbose_name} events",
-            },
-        ),
+        "Meta": _event_meta(model, plan.db_table),
     }
-    for f in copied[1:]:
+    for f in plan.copied[1:]:
         if f.name in attrs or f.name.startswith("audit_"):
-            raise ValueError(f"{opts.label}.{f.name} clashes with an event system field name.")
-        attrs[f.name] = copy_field(f, masked=f.name in masked_names)
-    event_model = type(event_name, (BaseEvent,), attrs)
+            raise ValueError(
+                f"{model._meta.label}.{f.name} clashes with an event system field name."
+            )
+        attrs[f.name] = copy_field(f, masked=f.name in plan.masked)
+    event_model = type(plan.event_name, (BaseEvent,), attrs)
 
-    spec = sql.EventSpec(
-        table=opts.db_table,
-        event_table=db_table,
-        pk_column=pk.column,
-        columns=tuple(f.column for f in copied),
-        masked=frozenset(f.column for f in copied if f.name in masked_names),
-    )
     event_model.audit_tracked_model = model
-    event_model.audit_spec = spec
-    event_model.audit_trackers = tuple(trackers)
-    event_model.audit_masked = frozenset(masked_names)
+    event_model.audit_spec = sql.EventSpec(
+        table=model._meta.db_table,
+        event_table=plan.db_table,
+        pk_column=pk.column,
+        columns=tuple(f.column for f in plan.copied),
+        masked=frozenset(f.column for f in plan.copied if f.name in plan.masked),
+    )
+    event_model.audit_trackers = plan.trackers
+    event_model.audit_masked = plan.masked
     # (field name, column) of each copied field of the tracked model, primary key first.
-    event_model.audit_fields = tuple((f.name, f.column) for f in copied)
-    model.audit_event_model = event_model
+    event_model.audit_fields = tuple((f.name, f.column) for f in plan.copied)
+    return event_model
 
-    from audit_app.triggers import AppendOnly, CaptureTrigger
 
-    for tracker in trackers:
+def register_triggers(
+    model: type[models.Model], event_model: type[models.Model], plan: EventModelPlan
+) -> None:
+    """Register the capture triggers on ``model`` (and append-only on its event model)."""
+    spec = event_model.audit_spec
+    for tracker in plan.trackers:
         if not isinstance(tracker, DatabaseTracker):
             continue
         trigger = CaptureTrigger(
@@ -297,37 +345,26 @@ def create_event_model(
             label=tracker.label,
             operation=tracker.operation,
             row=tracker.row,
-            level=(tracker.level or level),
+            level=(tracker.level or plan.level),
             condition_sql=render_condition(tracker.condition, model, spec.columns),
         )
         pgtrigger.register(trigger)(model)
-    if append_only:
+    if plan.append_only:
         pgtrigger.register(AppendOnly())(event_model)
 
+
+def create_event_model(
+    model: type[models.Model], *trackers: Tracker, **options: Any
+) -> type[models.Model]:
+    """Build and register the event model of ``model`` and install its triggers.
+
+    ``options`` are ``track()``'s keyword arguments.
+    """
+    check_trackable(model)
+    plan = plan_event_model(model, trackers, **options)
+    event_model = build_event_model(model, plan)
+    model.audit_event_model = event_model
+    register_triggers(model, event_model, plan)
     # Make the class importable where makemigrations looks for it.
-    setattr(sys.modules[model.__module__], event_name, event_model)
-    return event_model
-
-
-def tracked_models() -> list[type[models.Model]]:
-    """Every model with an event model, in app-registry order."""
-    return [
-        m for m in apps.get_models(include_auto_created=True) if "audit_event_model" in m.__dict__
-    ]
-
-
-def event_models() -> list[type[models.Model]]:
-    """Every generated event model, in app-registry order."""
-    return [m.audit_event_model for m in tracked_models()]
-
-
-def event_model_of(model: type[models.Model]) -> type[models.Model]:
-    """The event model of a tracked model, or TrackingError with the fix."""
-    from audit_app.exceptions import TrackingError
-
-    event_model = model.__dict__.get("audit_event_model")
-    if event_model is None:
-        raise TrackingError(
-            f"{model._meta.label} is not tracked; decorate it with @audit_app.track()."
-        )
+    setattr(sys.modules[model.__module__], plan.event_name, event_model)
     return event_model

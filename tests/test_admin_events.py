@@ -22,7 +22,7 @@ from django.utils import timezone
 import audit_app
 from audit_admin.browser_filters import EventFilterSet
 from audit_app.models import AuditEvent
-from audit_app.tracking import tracked_models
+from audit_app.registry import tracked_models
 from shop.models import Customer, Order, Product, Tag
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import audit_app
+from audit_app.event_sql import MASKED
 from audit_app.models import AuditEvent
-from audit_app.query import MASKED
-from audit_app.tracking import event_models
+from audit_app.registry import event_models
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product
 from tests.trackapp.models import Widget
 

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
-from audit_app.tracking import tracked_models
+from audit_app.registry import tracked_models
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, ProductTag, Tag
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from django.db import connection, connections
 
 import audit_app
 from audit_app import sql
-from audit_app.tracking import event_models
+from audit_app.registry import event_models
 from tests.reliability.conftest import database_alias
 from tests.trackapp.models import Invoice, RowWidget, Widget
 

@@ -27,7 +27,7 @@ from django.utils.functional import cached_property
 
 from audit_admin import AuditHistoryMixin
 from audit_admin.browser import AuditEventAdmin
-from audit_app.tracking import tracked_models
+from audit_app.registry import tracked_models
 from tests.security.world import Shop, Users, build_shop, make_users
 
 PLACEHOLDER = "zzplaceholder{}zz"

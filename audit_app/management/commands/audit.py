@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from typing import Any
 
 import pgtrigger
 import pgtrigger.core
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit_app import sql
+from audit_app.export import stream_csv, stream_jsonl
+from audit_app.models import AuditEvent
+from audit_app.registry import tracked_models
+from audit_app.retention import prune
 from audit_app.snapshots import backfill
-from audit_app.tracking import tracked_models
 
 
 def _date(value: str) -> datetime.datetime:
@@ -130,8 +135,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("audit history: all installed"))
 
     def handle_prune(self, *, database: str, before: Any, model: list[str], **options: Any) -> None:
-        from audit_app.retention import prune
-
         models = [_model(label) for label in model] or None
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(
@@ -151,13 +154,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{sum(counts.values())} row(s) {verb}"))
 
     def handle_export(self, *, database: str, **options: Any) -> None:
-        import sys
-
-        from django.contrib.auth import get_user_model
-
-        from audit_app.export import stream_csv, stream_jsonl
-        from audit_app.models import AuditEvent
-
         queryset = AuditEvent.objects.using(database)
         if options["model"]:
             queryset = queryset.across(*[_model(label) for label in options["model"]])

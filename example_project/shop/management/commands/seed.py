@@ -28,7 +28,7 @@ from django.db.models import F, Max
 
 import audit_app
 from audit_app.models import BaseEvent
-from audit_app.tracking import tracked_models
+from audit_app.registry import tracked_models
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
 
 # Demo logins: the password equals the username. Never reuse this outside the demo.

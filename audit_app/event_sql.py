@@ -1,0 +1,186 @@
+"""SQL over event tables: their rows as data, an object's previous event, the union.
+
+Pure text generation from a generated event model's declaration (``audit_spec``,
+``audit_fields``): no query runs here. ``AuditEvent`` (``query.py``), the diff engine,
+revert and export all read event tables through these builders, so that "the previous
+event of an object" or "an event's data as JSON" has one definition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+
+from audit_app import sql
+from audit_app.registry import event_models
+
+AGGREGATE_TABLE = "audit_app_auditevent"
+# Masked values are never shown: events carry this instead (their markers stay in SQL).
+MASKED = "••••••"
+_JSONB_MAX_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
+
+#: SQL text and its parameters: a filter pushed into one branch, or a whole statement.
+SqlFragment = tuple[str, tuple[Any, ...]]
+
+
+def load_json(value: Any) -> Any:
+    """Decode jsonb read through a raw cursor (Django's backend hands it over as text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def tracked_field(event_model: type[models.Model], name: str) -> models.Field:
+    return event_model.audit_tracked_model._meta.concrete_model._meta.get_field(name)
+
+
+def data_sql(
+    event_model: type[models.Model], alias: str = "e", *, live: bool = False, markers: bool = False
+) -> str:
+    """A jsonb object of the tracked values of an event row, keyed by field name.
+
+    Masked fields read as ``MASKED`` unless ``markers`` asks for their change markers
+    (for diffs, never for display). With ``live=True`` the alias is a row of the tracked
+    table itself, read into the same image.
+    """
+    spec = event_model.audit_spec
+    pairs = []
+    for name, column in event_model.audit_fields:
+        value = f"{alias}.{sql.quote(column)}"
+        if column in spec.masked:
+            marker = (
+                sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}")
+                if live
+                else value
+            )
+            value = (
+                marker
+                if markers
+                else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
+            )
+        elif isinstance(tracked_field(event_model, name), models.DecimalField):
+            value += "::text"  # jsonb numbers would come back as floats
+        pairs.append(f"{sql.literal(name)}, {value}")
+    return _jsonb_object(pairs)
+
+
+def markers_sql(event_model: type[models.Model], alias: str = "e") -> str:
+    """A jsonb object of the change markers of masked fields (NULL when none)."""
+    spec = event_model.audit_spec
+    pairs = [
+        f"{sql.literal(name)}, {alias}.{sql.quote(column)}"
+        for name, column in event_model.audit_fields
+        if column in spec.masked
+    ]
+    return _jsonb_object(pairs) if pairs else "NULL::jsonb"
+
+
+def _jsonb_object(pairs: list[str]) -> str:
+    chunks = [pairs[i : i + _JSONB_MAX_PAIRS] for i in range(0, len(pairs), _JSONB_MAX_PAIRS)]
+    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
+
+
+def newest_event_sql(
+    event_model: type[models.Model], select: str, *, alias: str, obj: str, condition: str = ""
+) -> str:
+    """SELECT ``select`` from the newest event (``alias``) of the object whose key is the
+    SQL ``obj``, among its events matching ``condition``.
+
+    "Newest" is the order of the (object, created_at) index, ties broken by event id:
+    the index returns the row without a sort.
+    """
+    spec = event_model.audit_spec
+    where = f"{alias}.{sql.quote(spec.pk_column)} = {obj}"
+    if condition:
+        where += f" AND {condition}"
+    return (
+        f"SELECT {select} FROM {sql.quote(spec.event_table)} AS {alias} WHERE {where} "
+        f"ORDER BY {alias}.{sql.CREATED_AT} DESC, {alias}.{sql.EVENT_ID} DESC LIMIT 1"
+    )
+
+
+def _position(alias: str) -> str:
+    # An event's place in its object's history: the order of the object index.
+    return f"({alias}.{sql.CREATED_AT}, {alias}.{sql.EVENT_ID})"
+
+
+def previous_event_sql(
+    event_model: type[models.Model], select: str, *, alias: str = "p", of: str = "e"
+) -> str:
+    """Scalar subquery: ``select`` over the same object's event before the event ``of``
+    (NULL for an object's first event)."""
+    pk = sql.quote(event_model.audit_spec.pk_column)
+    before = f"{_position(alias)} < {_position(of)}"
+    subquery = newest_event_sql(
+        event_model, select, alias=alias, obj=f"{of}.{pk}", condition=before
+    )
+    return f"({subquery})"
+
+
+def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
+    """Scalar subquery: the data (with markers) of the same object's previous event."""
+    return previous_event_sql(event_model, data_sql(event_model, "p", markers=True), of=alias)
+
+
+def branch_sql(
+    event_model: type[models.Model], filters: Sequence[SqlFragment] = (), *, extra_columns: str = ""
+) -> SqlFragment:
+    """One UNION ALL branch: an event table in the shape of AuditEvent.
+
+    ``extra_columns`` (``", <expr> AS <name>"``, the event row aliased ``e``) adds columns
+    for one caller, such as the export's diff. They are not part of AuditEvent because a
+    branch computes its columns for every row it emits, before filters applied above it.
+    """
+    spec = event_model.audit_spec
+    label = event_model._meta.label
+    tracked = event_model.audit_tracked_model._meta.label
+    # No "WHERE TRUE" filler: a branch with a WHERE clause of its own is planned on
+    # its own, so the newest-first page could no longer merge the per-table indexes.
+    where = " AND ".join(f"({f})" for f, _ in filters)
+    params = tuple(p for _, ps in filters for p in ps)
+    return (
+        f"SELECT {sql.literal(event_model._meta.label_lower + ':')} || e.audit_id AS id, "
+        f"{sql.literal(label)}::text AS event_model, e.audit_id AS event_id, "
+        f"{sql.literal(tracked)}::text AS obj_model, "
+        f"e.{sql.quote(spec.pk_column)}::text AS obj_id, e.audit_label::text AS label, "
+        f"e.audit_created_at AS created_at, e.audit_context_id AS context_id, "
+        f"e.{sql.USER} AS user_id, "
+        f"{data_sql(event_model)} AS data, {markers_sql(event_model)} AS masked_markers"
+        + extra_columns
+        + f" FROM {sql.quote(spec.event_table)} AS e"
+        + (f" WHERE {where}" if where else ""),
+        params,
+    )
+
+
+# Keeps the SQL valid when no event table is in scope.
+EMPTY_COLUMNS = (
+    "NULL::text AS id, NULL::text AS event_model, NULL::bigint AS event_id, "
+    "NULL::text AS obj_model, NULL::text AS obj_id, NULL::text AS label, "
+    "NULL::timestamptz AS created_at, NULL::bigint AS context_id, "
+    f"(NULL::{sql.quote(sql.CONTEXT_TABLE)}).user_id AS user_id, NULL::jsonb AS data, "
+    "NULL::jsonb AS masked_markers"
+)
+
+
+def union_sql(
+    scope: dict[str, tuple[SqlFragment, ...]] | None,
+    *,
+    extra_columns: Callable[[type[models.Model]], str] | None = None,
+) -> SqlFragment | None:
+    """The UNION ALL of the branches in ``scope`` (None: every event table), or None
+    when no event table is in scope. ``extra_columns`` gives each branch's extra columns
+    (see ``branch_sql``)."""
+    if scope is None:
+        chosen = [(m, ()) for m in event_models()]
+    else:
+        chosen = [(apps.get_model(label), filters) for label, filters in scope.items()]
+    parts, params = [], []
+    for event_model, filters in chosen:
+        extra = extra_columns(event_model) if extra_columns else ""
+        branch, branch_params = branch_sql(event_model, filters, extra_columns=extra)
+        parts.append(branch)
+        params.extend(branch_params)
+    return (" UNION ALL ".join(parts), tuple(params)) if parts else None
