@@ -17,30 +17,24 @@ from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote
-from django.contrib.auth import get_permission_codename
 from django.db import models, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
 
 from audit_admin import conf, rendering
 from audit_admin.export import export_response
-from audit_admin.history import when
+from audit_admin.links import admin_url
 from audit_admin.pages import admin_context
-from audit_app.exceptions import RevertConflict, RevertError
+from audit_admin.permissions import may_change_model
+from audit_admin.revert_requests import (
+    REASON_MAX,
+    error_status,
+    posted_event_id,
+    posted_reason,
+)
+from audit_app.exceptions import RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import RevertPlan, latest_event_id, preview, revert
-
-REASON_MAX = 500
-
-
-def may_change_model(user: Any, model: type[models.Model], action: str = "change") -> bool:
-    """Whether ``user`` has the ``action`` ("change", "add") permission on ``model``."""
-    opts = model._meta
-    if opts.auto_created:
-        opts = opts.auto_created._meta  # m2m tables: the declaring model's permission
-    return user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
-
 
 # -- export ---------------------------------------------------------------------------------
 
@@ -72,7 +66,7 @@ class RevertItem:
     model: type[models.Model]
     label: str
     plan: RevertPlan | None = None
-    changes: list[rendering.Shown] = field(default_factory=list)
+    changes: list[rendering.ShownChange] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     expected_event_id: int | None = None
     change_url: str | None = None
@@ -87,7 +81,7 @@ class RevertItem:
 
     @property
     def time(self) -> str:
-        return when(self.event.created_at)
+        return rendering.when(self.event.created_at)
 
     @property
     def is_restore(self) -> bool:
@@ -120,21 +114,15 @@ def _may_revert(model_admin: Any, request: HttpRequest, item: RevertItem) -> boo
 
 
 def _change_url(model_admin: Any, model: type[models.Model], pk: Any) -> str | None:
-    site = model_admin.admin_site
-    opts = model._meta
-    if model not in site._registry:
+    # The page itself checks permissions; the item already says when the viewer lacks them.
+    if model not in model_admin.admin_site._registry:
         return None
-    try:
-        return reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_change", args=[quote(pk)])
-    except NoReverseMatch:
-        return None
+    return admin_url(model_admin.admin_site, model, "change", quote(pk))
 
 
 def _plan_item(model_admin: Any, request: HttpRequest, event: AuditEvent) -> RevertItem:
-    from audit_admin.reverts import deleted_label
-
     model = apps.get_model(event.obj_model)
-    item = RevertItem(event, model, deleted_label(model, event))
+    item = RevertItem(event, model, rendering.deleted_label(model, event))
     try:
         item.plan = preview(event)
     except RevertError as exc:
@@ -190,15 +178,6 @@ def revert_selected(model_admin: Any, request: HttpRequest, queryset: Any) -> Ht
     return _confirmation(model_admin, request, items)
 
 
-def _expected(request: HttpRequest, item: RevertItem) -> int | None:
-    raw = request.POST.get(f"expected_{item.key}", "")
-    if not raw:
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise RevertError("The form was tampered with (expected version); reload the page.")
-    return int(raw)
-
-
 class _ItemFailed(Exception):
     def __init__(self, item: RevertItem, error: RevertError) -> None:
         super().__init__(str(error))
@@ -209,7 +188,7 @@ def _apply(model_admin: Any, request: HttpRequest, items: list[RevertItem]) -> H
     if any(item.problems for item in items):
         # The page offered no confirm button; a forged or stale POST gets the page again.
         return _confirmation(model_admin, request, items, status=400)
-    reason = request.POST.get("reason", "")[:REASON_MAX]
+    reason = posted_reason(request)
     databases = {router.db_for_write(item.model) for item in items}
     try:
         with ExitStack() as stack:
@@ -222,18 +201,17 @@ def _apply(model_admin: Any, request: HttpRequest, items: list[RevertItem]) -> H
                         item.event,
                         user=request.user,
                         reason=reason,
-                        expected_event_id=_expected(request, item),
+                        expected_event_id=posted_event_id(request, f"expected_{item.key}"),
                     )
                 except RevertError as exc:
                     raise _ItemFailed(item, exc) from exc
     except _ItemFailed as failure:
-        status = 409 if isinstance(failure.error, RevertConflict) else 400
         return _confirmation(
             model_admin,
             request,
             items,
             error=f"{failure.item.label}: {failure.error} Nothing was reverted.",
-            status=status,
+            status=error_status(failure.error),
         )
     labels = [item.label for item in items]
     shown = ", ".join(f"“{label}”" for label in labels[:10])
@@ -264,7 +242,7 @@ def _confirmation(
         "action_name": "revert_selected",
         "checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "browser_url": request.get_full_path(),
-        "reason": request.POST.get("reason", "")[:REASON_MAX],
+        "reason": posted_reason(request),
         "reason_max": REASON_MAX,
         "media": model_admin.media,
     }

@@ -18,4 +18,6 @@ class AuditAdminConfig(AppConfig):
             self.path = str(package.parent)
 
     def ready(self) -> None:
-        from audit_admin import checks  # noqa: F401  (registers the system checks)
+        # Imported once the app registry is ready: the checks import the admin mixins,
+        # which import audit_app's models. Importing registers the system checks.
+        from audit_admin import checks  # noqa: F401

@@ -11,7 +11,6 @@ viewer may view, and rows, filter choices, estimates and exports all start from 
 
 from __future__ import annotations
 
-import re
 from functools import reduce
 from operator import or_
 from typing import Any
@@ -21,7 +20,7 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.auth import get_permission_codename, get_user_model
+from django.contrib.auth import get_user_model
 from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import EmptyPage
 from django.db import models
@@ -46,10 +45,11 @@ from audit_admin.browser_tables import EventTable, PageResolver
 from audit_admin.export import export_response
 from audit_admin.history import parse_event_key
 from audit_admin.pages import admin_context
+from audit_admin.pagination import InvalidPageNumber, page_number
+from audit_admin.permissions import may_change_model, may_view_model
 from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
 
-_PAGE_RE = re.compile(r"^[0-9]{1,9}$")
 # Index-backed orders only: each event table has a (created_at, id) index.
 ORDERINGS = {
     "newest": ("-created_at", "-event_id"),
@@ -63,21 +63,9 @@ class BadRequest(Exception):
     """Input the browser cannot serve; the message says why and what to do instead."""
 
 
-def may_view_model(user: Any, model: type[models.Model]) -> bool:
-    """Whether ``user`` may view ``model`` (view or change permission, as the admin asks)."""
-    opts = model._meta
-    if opts.auto_created:
-        # An auto-created m2m table has no permissions of its own; the admin asks the
-        # model that declares the relation, and so do we.
-        opts = opts.auto_created._meta
-    return any(
-        user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
-        for action in ("view", "change")
-    )
-
-
-class Browse:
-    """The browser's state for one request: filters, queryset, page and problems."""
+class FilteredEvents:
+    """The events one browser request asks for: its filter set, the filtered queryset,
+    and what was wrong with the request (messages and the status to answer with)."""
 
     def __init__(self, filterset: Any, queryset: Any) -> None:
         self.filterset = filterset
@@ -151,7 +139,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         models_ = (
             [apps.get_model(obj.obj_model)] if obj is not None else self.get_visible_models(request)
         )
-        return any(actions.may_change_model(request.user, m) for m in models_)
+        return any(may_change_model(request.user, m) for m in models_)
 
     def has_user_search_permission(self, request: HttpRequest) -> bool:
         """Get username suggestions in the user filter: view permission on users."""
@@ -216,11 +204,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     def browser_url(self) -> str:
         return reverse(f"{self.admin_site.name}:audit_app_auditevent_changelist")
 
-    def browse(self, request: HttpRequest) -> Browse:
+    def browse(self, request: HttpRequest) -> FilteredEvents:
         """Validate the filters and apply them to the visible events, in the chosen order."""
         base = self.get_queryset(request)
         filterset = self.get_filterset(request, base)
-        state = Browse(filterset, base)
+        state = FilteredEvents(filterset, base)
         if filterset.is_bound and not filterset.is_valid():
             for field, errors in filterset.form.errors.items():
                 label = filterset.form.fields[field].label if field in filterset.form.fields else ""
@@ -230,14 +218,12 @@ class AuditEventAdmin(admin.ModelAdmin):
         return state
 
     def page_number(self, request: HttpRequest) -> int:
-        raw = request.GET.get("page", "1") or "1"
-        limit = conf.max_page()
-        if not _PAGE_RE.match(raw) or not 1 <= int(raw) <= limit:
+        try:
+            return page_number(request.GET.get("page"), conf.max_page())
+        except InvalidPageNumber as exc:
             raise BadRequest(
-                f"Page numbers go from 1 to {limit}. To reach older events, filter by date "
-                "or sort oldest first."
-            )
-        return int(raw)
+                f"{exc} To reach older events, filter by date or sort oldest first."
+            ) from exc
 
     def querystring(self, request: HttpRequest, **changes: Any) -> str:
         """The current filters and order (no page) with ``changes``, as ``?...``."""
@@ -260,7 +246,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         return self.render_browser(request, self.browse(request), extra_context)
 
     def render_browser(
-        self, request: HttpRequest, state: Browse, extra_context: Any = None
+        self, request: HttpRequest, state: FilteredEvents, extra_context: Any = None
     ) -> HttpResponse:
         per_page = self.get_list_per_page(request)
         try:

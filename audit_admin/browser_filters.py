@@ -30,7 +30,7 @@ from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.query import QuerySet
 
-from audit_admin.filters import ACTION_CHOICES, action_q
+from audit_admin.action_filter import ACTION_CHOICES, action_q
 
 # "shop.order:42": an object typed into the search box.
 _OBJECT_RE = re.compile(r"^(?P<label>[A-Za-z0-9_]+\.[A-Za-z0-9_]+):(?P<pk>.{1,100})$")

@@ -20,15 +20,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import capfirst
 
 from audit_admin import rendering
-from audit_admin.history import when
-from audit_admin.tables import AuditTable
-from audit_app.diff import event_changes, to_python
+from audit_admin.links import AdminLinks, admin_url, model_admin_for
+from audit_admin.table_base import AuditTable
+from audit_app.diff import to_python
 from audit_app.models import AuditEvent
 
 # How many changed field names the collapsed diff summary lists.
@@ -56,10 +55,10 @@ class PageResolver:
         self.request = request
         self.admin_site = admin_site
         self.browser_url = browser_url
+        self.links = AdminLinks(request, admin_site)
         self.objects: dict[str, ObjectInfo] = {}
-        self.shown: dict[str, list[rendering.Shown]] = {}
+        self.shown: dict[str, list[rendering.ShownChange]] = {}
         self.usernames: dict[Any, str] = {}
-        self.user_admin_urls: dict[Any, str] = {}
         self._model_links: dict[str, SafeString] = {}
 
     def filter_url(self, **params: Any) -> str:
@@ -84,20 +83,8 @@ class PageResolver:
 
     # -- objects ---------------------------------------------------------------------------
 
-    def _admin_for(self, model: type[models.Model]) -> Any:
-        registry = self.admin_site._registry
-        # A tracked proxy (e.g. of the user model) is usually administered as its table's
-        # concrete model: link there, the row is the same.
-        return registry.get(model) or registry.get(model._meta.concrete_model)
-
     def _url(self, model_admin: Any, view: str, *args: Any) -> str | None:
-        opts = model_admin.opts
-        try:
-            return reverse(
-                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}", args=args
-            )
-        except NoReverseMatch:
-            return None
+        return admin_url(self.admin_site, model_admin.model, view, *args)
 
     def _resolve_objects(self, records: list[AuditEvent]) -> None:
         by_model: dict[str, list[AuditEvent]] = defaultdict(list)
@@ -108,7 +95,7 @@ class PageResolver:
             pk_field = model._meta.concrete_model._meta.pk
             found = model._default_manager.in_bulk({to_python(pk_field, r.obj_id) for r in group})
             live = {str(pk): obj for pk, obj in found.items()}
-            model_admin = self._admin_for(model)
+            model_admin = model_admin_for(self.admin_site, model)
             for record in group:
                 self.objects[record.id] = self._object_info(model, model_admin, record, live)
 
@@ -117,9 +104,7 @@ class PageResolver:
     ) -> ObjectInfo:
         obj = live.get(record.obj_id)
         if obj is None:
-            from audit_admin.reverts import deleted_label
-
-            return ObjectInfo(deleted_label(model, record), exists=False)
+            return ObjectInfo(rendering.deleted_label(model, record), exists=False)
         info = ObjectInfo(str(obj), exists=True)
         if model_admin is None:
             return info
@@ -135,14 +120,7 @@ class PageResolver:
     # -- diffs -------------------------------------------------------------------------------
 
     def _resolve_changes(self, records: list[AuditEvent]) -> None:
-        per_record = {r.id: event_changes(r) for r in records}
-        shown = rendering.prepare(
-            [c for changes in per_record.values() for c in changes],
-            self.request,
-            self.admin_site,
-        )
-        by_change = {id(s.change): s for s in shown}
-        self.shown = {key: [by_change[id(c)] for c in cs] for key, cs in per_record.items()}
+        self.shown = rendering.prepare_per_event(records, self.request, self.admin_site)
 
     # -- users -------------------------------------------------------------------------------
 
@@ -161,12 +139,6 @@ class PageResolver:
                 "pk", user_model.USERNAME_FIELD
             )
         )
-        user_admin = self.admin_site._registry.get(user_model)
-        if user_admin is not None and user_admin.has_view_or_change_permission(self.request):
-            for pk in self.usernames:
-                url = self._url(user_admin, "change", quote(pk))
-                if url:
-                    self.user_admin_urls[pk] = url
 
     def user_of(self, record: AuditEvent) -> tuple[Any, str | None]:
         """(pk or None, username now) of the record's user; None when deleted or unknown."""
@@ -251,7 +223,7 @@ class EventTable(AuditTable):
 
     def render_created_at(self, record: AuditEvent) -> str:
         url = self._page().objects[record.id].version_url
-        moment = when(record.created_at)
+        moment = rendering.when(record.created_at)
         if url:
             return format_html('<a class="audit-version-link" href="{}">{}</a>', url, moment)
         return format_html("<span>{}</span>", moment)
@@ -274,14 +246,15 @@ class EventTable(AuditTable):
                 page.filter_url(user=current or f"#{pk}"),
                 name,
             )
-        admin_url = page.user_admin_urls.get(pk)
-        if not admin_url:
+        # Only users that still exist get a link to their page.
+        user_page = page.links.user_url(pk) if current is not None else None
+        if not user_page:
             return shown
         return format_html(
             '{} <a class="audit-user-admin" href="{}" aria-label="User page of {}"'
             ' title="User page">↗</a>',
             shown,
-            admin_url,
+            user_page,
             name,
         )
 
@@ -331,45 +304,23 @@ class EventTable(AuditTable):
 
     def render_request(self, record: AuditEvent) -> str:
         meta = record.metadata
-        lines = []
         request_id = meta.get("request_id")
-        if request_id:
-            lines.append(
-                format_html(
-                    '<a class="audit-request-link" href="{}" title="Everything this request'
-                    ' changed"><code>{}</code></a>',
-                    self._page().filter_url(request_id=request_id),
-                    rendering.truncate(request_id, 40),
-                )
+        request_link = (
+            format_html(
+                '<a class="audit-request-link" href="{}" title="Everything this request'
+                ' changed"><code>{}</code></a>',
+                self._page().filter_url(request_id=request_id),
+                rendering.truncate(request_id, 40),
             )
-        if meta.get("method") or meta.get("url"):
-            lines.append(
-                format_html(
-                    '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
-                    rendering.text(meta.get("method", "")),
-                    rendering.truncate(meta.get("url", ""), 60),
-                )
-            )
-        if meta.get("command"):
-            lines.append(
-                format_html(
-                    '<div class="audit-ctx-command">Command <code>{}</code></div>',
-                    rendering.text(meta["command"]),
-                )
-            )
-        if meta.get("audit_action"):
-            lines.append(
-                format_html(
-                    '<div class="audit-ctx-action">{} from {}</div>',
-                    capfirst(str(meta["audit_action"])),
-                    rendering.text(meta.get("audit_source", "")),
-                )
-            )
-        if meta.get("reason"):
-            lines.append(
-                format_html(
-                    '<div class="audit-ctx-reason">Reason: {}</div>',
-                    rendering.truncate(meta["reason"], 120),
-                )
-            )
-        return format_html_join("\n", "{}", ((line,) for line in lines))
+            if request_id
+            else None
+        )
+        return rendering.join_lines(
+            [
+                request_link,
+                rendering.url_line(meta, 60),
+                rendering.command_line(meta),
+                rendering.action_line(meta),
+                rendering.reason_line(meta, 120),
+            ]
+        )

@@ -8,6 +8,8 @@ from django.apps import apps
 from django.contrib import admin
 from django.core import checks
 
+from audit_admin.mixins import AuditHistoryMixin
+
 REQUIRED_APPS = {
     "audit_app": "audit_admin.E001",
     "django_filters": "audit_admin.E002",
@@ -30,8 +32,6 @@ def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 @checks.register(checks.Tags.admin)
 def check_history_admins(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from audit_admin.mixins import AuditHistoryMixin
-
     errors = []
     for model, model_admin in admin.site._registry.items():
         if isinstance(model_admin, AuditHistoryMixin) and "audit_event_model" not in model.__dict__:

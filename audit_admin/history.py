@@ -8,23 +8,16 @@ from typing import Any
 from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.contenttypes.models import ContentType
-from django.core.paginator import InvalidPage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
-from django.utils import formats, timezone
-from django_tables2.paginators import LazyPaginator
+from django.urls import reverse
 
 from audit_admin import rendering
+from audit_admin.links import AdminLinks
 from audit_admin.pages import admin_context
-from audit_app.diff import current_data, field_changes
+from audit_admin.pagination import paginate_lazily
+from audit_app.diff import compare, current_data, field_changes
 from audit_app.models import AuditEvent
-
-
-def when(moment: Any) -> str:
-    """A timestamp in the viewer's timezone and locale format."""
-    return formats.localize(timezone.localtime(moment))
-
 
 _KEY_RE = re.compile(r"^(?P<label>[a-z0-9_]+\.[a-z0-9_]+):(?P<id>[0-9]{1,18})$")
 
@@ -37,9 +30,9 @@ def parse_event_key(key: str) -> tuple[str, int]:
     return match["label"], int(match["id"])
 
 
-class History:
-    """What the history pages share: admin, request, the object (None on model-level
-    pages such as the deleted list), URLs and permissions."""
+class HistoryPage:
+    """One request for a history page: the admin, the request, the object (None on
+    model-level pages such as the deleted list), its URLs and the viewer's permissions."""
 
     def __init__(self, model_admin: Any, request: HttpRequest, obj: Any) -> None:
         self.model_admin = model_admin
@@ -48,8 +41,7 @@ class History:
         self.obj = obj
         self.opts = model_admin.opts
         self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
-        self._user_admin = self._registered_user_admin()
-        self._user_urls: dict[str, str | None] = {}
+        self.links = AdminLinks(request, self.admin_site)
 
     def url(self, view: str, *args: Any) -> str:
         info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
@@ -60,32 +52,6 @@ class History:
 
     def revert_url(self, event: AuditEvent) -> str | None:
         return self.url("audit_revert", quote(self.obj.pk), event.id) if self.can_revert else None
-
-    def _registered_user_admin(self) -> Any:
-        from django.contrib.auth import get_user_model
-
-        user_admin = self.admin_site._registry.get(get_user_model())
-        if user_admin is None or not user_admin.has_view_or_change_permission(self.request):
-            return None
-        return user_admin
-
-    def user_url(self, event: AuditEvent) -> str | None:
-        """The acting user's admin page, if the viewer may open it (once per user)."""
-        user_id = event.metadata.get("user")
-        if user_id is None or self._user_admin is None:
-            return None
-        arg = str(quote(user_id))  # what reverse() puts into the URL
-        if arg not in self._user_urls:
-            opts = self._user_admin.opts
-            try:
-                url = reverse(
-                    f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
-                    args=[arg],
-                )
-            except NoReverseMatch:
-                url = None
-            self._user_urls[arg] = url
-        return self._user_urls[arg]
 
     def event(self, key: str) -> AuditEvent:
         """The event ``key`` of this object, or Http404."""
@@ -125,28 +91,6 @@ class History:
         ]
 
 
-# A page number the database can turn into an OFFSET (deeper pages hold no rows anyway).
-_PAGE_RE = re.compile(r"[1-9][0-9]{0,8}")
-
-
-def paginate_lazily(table: Any, request: HttpRequest, per_page: int) -> None:
-    """Paginate ``table`` without counting rows; an impossible page is a 404.
-
-    Only the page number comes from the query string, and only as 1 to 9 ASCII digits
-    without a leading zero: the order and the page size are the admin's.
-    (django-tables2's ``RequestConfig`` would also take ``sort`` and ``per_page`` from
-    it, and pass numbers past bigint on to the database.)
-    """
-    raw = request.GET.get(table.prefixed_page_field) or "1"
-    if not _PAGE_RE.fullmatch(raw):
-        raise Http404("No such page.")
-    table.request = request
-    try:
-        table.paginate(paginator_class=LazyPaginator, per_page=per_page, page=int(raw))
-    except InvalidPage as exc:
-        raise Http404("No such page.") from exc
-
-
 def object_or_404(model_admin: Any, request: HttpRequest, object_id: str) -> Any:
     """The object, if it exists and the viewer may see its history; Http404 otherwise."""
     obj = model_admin.get_object(request, unquote(object_id))
@@ -173,7 +117,7 @@ def history_view(
     model_admin: Any, request: HttpRequest, object_id: str, extra_context: Any = None
 ) -> HttpResponse:
     obj = object_or_404(model_admin, request, object_id)
-    history = History(model_admin, request, obj)
+    history = HistoryPage(model_admin, request, obj)
     events = model_admin.get_history_queryset(request, obj)
     filterset = model_admin.get_history_filterset_class(request)(
         request.GET or None,
@@ -223,11 +167,11 @@ def version_view(
     model_admin: Any, request: HttpRequest, object_id: str, event_key: str
 ) -> HttpResponse:
     obj = object_or_404(model_admin, request, object_id)
-    history = History(model_admin, request, obj)
+    history = HistoryPage(model_admin, request, obj)
     event = history.event(event_key)
     masked = getattr(event.source_event_model, "audit_masked", ())
     context = {
-        **history.base_context(f"{obj} as of {when(event.created_at)}"),
+        **history.base_context(f"{obj} as of {rendering.when(event.created_at)}"),
         "event": event,
         "sections": fieldset_rows(model_admin, request, obj, event.data, masked),
         "revert_url": history.revert_url(event),
@@ -238,7 +182,7 @@ def version_view(
 
 def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
     obj = object_or_404(model_admin, request, object_id)
-    history = History(model_admin, request, obj)
+    history = HistoryPage(model_admin, request, obj)
     key_a, key_b = request.GET.get("a", ""), request.GET.get("b", "current")
     a = history.event(key_a)
     masked = a.source_event_model.audit_masked
@@ -258,7 +202,7 @@ def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> Http
             a, b = b, a
         data_b = b.raw_data
     changes = rendering.prepare(
-        field_changes(type(obj), a.raw_data, data_b, masked=masked), request, history.admin_site
+        compare(type(obj), a.raw_data, data_b, masked=masked), request, history.admin_site
     )
     context = {
         **history.base_context(f"Compare versions of {obj}"),
@@ -266,8 +210,8 @@ def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> Http
         "b": b,
         "diff": rendering.render_changes(
             changes,
-            before=f"Version of {when(a.created_at)}",
-            after=f"Version of {when(b.created_at)}" if b else "Current",
+            before=f"Version of {rendering.when(a.created_at)}",
+            after=f"Version of {rendering.when(b.created_at)}" if b else "Current",
         ),
         "revert_url": history.revert_url(a),
     }

@@ -7,11 +7,12 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import select_template
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 
 from audit_admin import history, reverts
-from audit_admin.filters import HistoryFilterSet
-from audit_admin.tables import HistoryTable
+from audit_admin.history_filters import HistoryFilterSet
+from audit_admin.history_tables import HistoryTable
+from audit_admin.links import event_browser_url
 from audit_app.models import AuditEvent
 
 
@@ -143,21 +144,12 @@ class AuditHistoryMixin:
             "audit_deleted_url": reverse(
                 f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_audit_deleted"
             ),
-            "audit_events_url": self._audit_events_url(request),
+            "audit_events_url": event_browser_url(
+                request, self.admin_site, model=self.model._meta.label_lower
+            ),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context=context)
-
-    def _audit_events_url(self, request: HttpRequest) -> str | None:
-        """The global event browser filtered to this model, when the viewer may use it."""
-        events_admin = self.admin_site._registry.get(AuditEvent)
-        if events_admin is None or not events_admin.has_view_permission(request):
-            return None
-        try:
-            url = reverse(f"{self.admin_site.name}:audit_app_auditevent_changelist")
-        except NoReverseMatch:
-            return None
-        return f"{url}?model={self.model._meta.label_lower}"
 
 
 class AuditModelAdmin(AuditHistoryMixin, admin.ModelAdmin):

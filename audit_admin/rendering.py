@@ -16,13 +16,21 @@ from typing import Any
 
 from django.contrib.admin import AdminSite
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
-from django.utils import formats
+from django.middleware.csrf import get_token
+from django.utils import formats, timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator, capfirst
 
-from audit_app.diff import FieldChange, JsonChange, Related, resolve_related
+from audit_admin.links import AdminLinks
+from audit_app.diff import (
+    FieldChange,
+    JsonChange,
+    Related,
+    event_changes,
+    resolve_related,
+    to_python,
+)
 
 # Values longer than this are collapsed behind an accessible <details> control.
 COLLAPSE_AFTER = 160
@@ -34,6 +42,11 @@ NO_CHANGES = mark_safe('<p class="audit-no-changes">No field changes.</p>')
 def text(value: Any) -> Any:
     """``value`` as a template's ``{{ value }}`` shows it (numbers localised), unescaped."""
     return formats.localize(value)
+
+
+def when(moment: Any) -> str:
+    """A timestamp in the viewer's timezone and locale format."""
+    return formats.localize(timezone.localtime(moment))
 
 
 def truncate(value: Any, length: int) -> str:
@@ -65,8 +78,8 @@ def value_html(value: str, ref: Related | None, url: str | None) -> SafeString:
 
 
 @dataclass
-class Shown:
-    """A FieldChange plus what the viewer may see of it."""
+class ShownChange:
+    """A FieldChange plus the links the viewer may follow from its values."""
 
     change: FieldChange
     old_url: str | None = None
@@ -86,50 +99,28 @@ class Shown:
         return value_html(self.change.new_display, self.change.related_new, self.new_url)
 
 
-class AdminLinks:
-    """Change-page URLs of related objects the viewer may open, one permission check
-    per model (not per value)."""
-
-    def __init__(self, request: HttpRequest, admin_site: AdminSite) -> None:
-        self.request = request
-        self.admin_site = admin_site
-        self._allowed: dict[type, str | None] = {}
-
-    def _viewname(self, model: type) -> str | None:
-        if model not in self._allowed:
-            model_admin = self.admin_site._registry.get(model)
-            allowed = model_admin is not None and model_admin.has_view_or_change_permission(
-                self.request
-            )
-            opts = model._meta
-            self._allowed[model] = (
-                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change"
-                if allowed
-                else None
-            )
-        return self._allowed[model]
-
-    def url(self, ref: Related | None) -> str | None:
-        """The change page of a related object, if it exists and the viewer may see it."""
-        if ref is None or not ref.exists:
-            return None
-        viewname = self._viewname(ref.model)
-        if viewname is None:
-            return None
-        try:
-            return reverse(viewname, args=[ref.pk])
-        except NoReverseMatch:
-            return None
-
-
 def prepare(
     changes: Iterable[FieldChange], request: HttpRequest, admin_site: AdminSite
-) -> list[Shown]:
+) -> list[ShownChange]:
     """Resolve FK labels (one query per related model) and the links the viewer may use."""
     changes = list(changes)
     resolve_related(changes)
     links = AdminLinks(request, admin_site)
-    return [Shown(c, links.url(c.related_old), links.url(c.related_new)) for c in changes]
+    return [
+        ShownChange(c, links.related_url(c.related_old), links.related_url(c.related_new))
+        for c in changes
+    ]
+
+
+def prepare_per_event(
+    events: Iterable[Any], request: HttpRequest, admin_site: AdminSite
+) -> dict[str, list[ShownChange]]:
+    """Each event's changes against its previous version, keyed by event key, with the FK
+    labels of every event resolved at once (a page of events: one query per model)."""
+    per_event = {e.id: event_changes(e) for e in events}
+    shown = prepare([c for changes in per_event.values() for c in changes], request, admin_site)
+    by_change = {id(s.change): s for s in shown}
+    return {key: [by_change[id(c)] for c in changes] for key, changes in per_event.items()}
 
 
 def _word_op(tag: str, old: str, new: str) -> SafeString | str:
@@ -142,7 +133,7 @@ def _word_op(tag: str, old: str, new: str) -> SafeString | str:
     return format_html("<ins>{}</ins>", new) if new else ""
 
 
-def _word_diff(change: Shown) -> SafeString:
+def _word_diff(change: ShownChange) -> SafeString:
     body = format_html(
         '<div class="audit-word-diff">{}</div>',
         format_html_join("", "{}", ((_word_op(*op),) for op in change.text_ops)),
@@ -163,7 +154,7 @@ def _json_change(j: JsonChange) -> SafeString:
     return format_html("<del>{}</del> → <ins>{}</ins>", text(j.old), text(j.new))
 
 
-def _cells(c: Shown) -> SafeString:
+def _cells(c: ShownChange) -> SafeString:
     if c.kind == "masked":
         return MASKED_CELLS
     if c.kind == "longtext" and c.old is not None and c.new is not None:
@@ -182,13 +173,17 @@ def _cells(c: Shown) -> SafeString:
     )
 
 
-def _rows(changes: Iterable[Shown]) -> Iterator[tuple[Any, ...]]:
+def _rows(changes: Iterable[ShownChange]) -> Iterator[tuple[Any, ...]]:
     for c in changes:
         yield c.kind, c.name, capfirst(c.verbose_name), _cells(c)
 
 
 def render_changes(
-    changes: Iterable[Shown], *, compact: bool = False, before: str = "Before", after: str = "After"
+    changes: Iterable[ShownChange],
+    *,
+    compact: bool = False,
+    before: str = "Before",
+    after: str = "After",
 ) -> SafeString:
     """The field table of a diff (``compact``: the timeline's short form)."""
     changes = list(changes)
@@ -206,3 +201,82 @@ def render_changes(
             _rows(changes),
         ),
     )
+
+
+def csrf_input(request: HttpRequest) -> SafeString:
+    """The hidden CSRF field of a POST form (what ``{% csrf_token %}`` renders)."""
+    return format_html(
+        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request)
+    )
+
+
+def deleted_label(model: Any, event: Any) -> str:
+    """``str()`` of the object as ``event`` recorded it, without touching the database."""
+    opts = model._meta.concrete_model._meta
+    values = {}
+    for name, value in event.data.items():
+        try:
+            model_field = opts.get_field(name)
+        except Exception:  # noqa: S112 - a dropped field: leave it out of the label
+            continue
+        values[model_field.attname] = to_python(model_field, value)
+    try:
+        return str(model(**values))
+    except Exception:
+        return f"{opts.verbose_name} {event.obj_id}"
+
+
+# -- an event's context, one line per kind of fact -------------------------------------------
+
+
+def action_line(meta: dict[str, Any]) -> SafeString | None:
+    """ "Reverted from ...": the source of a revert or restore."""
+    if not meta.get("audit_action"):
+        return None
+    return format_html(
+        '<div class="audit-ctx-action">{} from {}</div>',
+        capfirst(str(meta["audit_action"])),
+        text(meta.get("audit_source", "")),
+    )
+
+
+def reason_line(meta: dict[str, Any], length: int | None = None) -> SafeString | None:
+    """The reason given, cut to ``length`` characters when one is set."""
+    if not meta.get("reason"):
+        return None
+    reason = text(meta["reason"]) if length is None else truncate(meta["reason"], length)
+    return format_html('<div class="audit-ctx-reason">Reason: {}</div>', reason)
+
+
+def url_line(meta: dict[str, Any], length: int) -> SafeString | None:
+    """The request's method and URL (cut to ``length`` characters)."""
+    if not (meta.get("method") or meta.get("url")):
+        return None
+    return format_html(
+        '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
+        text(meta.get("method", "")),
+        truncate(meta.get("url", ""), length),
+    )
+
+
+def command_line(meta: dict[str, Any]) -> SafeString | None:
+    """The management command that made the change."""
+    if not meta.get("command"):
+        return None
+    return format_html(
+        '<div class="audit-ctx-command">Command <code>{}</code></div>', text(meta["command"])
+    )
+
+
+def request_line(meta: dict[str, Any]) -> SafeString | None:
+    """The request id, unlinked."""
+    if not meta.get("request_id"):
+        return None
+    return format_html(
+        '<div class="audit-ctx-request">Request <code>{}</code></div>', text(meta["request_id"])
+    )
+
+
+def join_lines(lines: Iterable[SafeString | None]) -> SafeString:
+    """The lines that are there, one per line."""
+    return format_html_join("\n", "{}", ((line,) for line in lines if line is not None))

@@ -17,27 +17,24 @@ from django.http import (
 from django.template.response import TemplateResponse
 
 from audit_admin import rendering
-from audit_admin.history import History, object_or_404, paginate_lazily, parse_event_key, when
-from audit_app.exceptions import RevertConflict, RevertError
+from audit_admin.history import HistoryPage, object_or_404, parse_event_key
+from audit_admin.history_tables import DeletedTable
+from audit_admin.pagination import paginate_lazily
+from audit_admin.revert_requests import (
+    REASON_MAX,
+    error_status,
+    posted_event_id,
+    posted_reason,
+)
+from audit_app.exceptions import RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import latest_event_id, preview, revert
-
-REASON_MAX = 500
-
-
-def _expected_event_id(request: HttpRequest) -> int | None:
-    raw = request.POST.get("expected_event_id", "")
-    if not raw:
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise RevertError("The form was tampered with (expected_event_id); reload the page.")
-    return int(raw)
 
 
 def _confirmation(
     model_admin: Any,
     request: HttpRequest,
-    history: History,
+    history: HistoryPage,
     event: AuditEvent,
     *,
     error: RevertError | None = None,
@@ -53,7 +50,6 @@ def _confirmation(
         if version and not plan.is_restore
         else None
     )
-    status = 200 if error is None else (409 if isinstance(error, RevertConflict) else 400)
     context = {
         **history.base_context(
             f"Restore {model_admin.opts.verbose_name} {event.obj_id}"
@@ -61,7 +57,7 @@ def _confirmation(
             else f"Revert {history.obj}"
         ),
         "event": event,
-        "event_time": when(event.created_at),
+        "event_time": rendering.when(event.created_at),
         "plan": plan,
         "changes": rendering.prepare(plan.changes, request, history.admin_site) if plan else [],
         "problems": plan.problems if plan else [],
@@ -69,15 +65,22 @@ def _confirmation(
         "expected_event_id": expected,
         "action_url": action_url,
         "reason_max": REASON_MAX,
-        "reason": request.POST.get("reason", "")[:REASON_MAX],
+        "reason": posted_reason(request),
     }
     return TemplateResponse(
-        request, history.template("revert_confirmation.html"), context, status=status
+        request,
+        history.template("revert_confirmation.html"),
+        context,
+        status=error_status(error),
     )
 
 
 def _apply(
-    model_admin: Any, request: HttpRequest, history: History, event: AuditEvent, action_url: str
+    model_admin: Any,
+    request: HttpRequest,
+    history: HistoryPage,
+    event: AuditEvent,
+    action_url: str,
 ) -> HttpResponse:
     fields = request.POST.getlist("fields") or None
     try:
@@ -85,8 +88,8 @@ def _apply(
             event,
             fields=fields,
             user=request.user,
-            reason=request.POST.get("reason", "")[:REASON_MAX],
-            expected_event_id=_expected_event_id(request),
+            reason=posted_reason(request),
+            expected_event_id=posted_event_id(request, "expected_event_id"),
         )
     except RevertError as exc:
         return _confirmation(model_admin, request, history, event, error=exc, action_url=action_url)
@@ -94,7 +97,7 @@ def _apply(
     model_admin.message_user(
         request,
         f"{model_admin.opts.verbose_name.capitalize()} “{saved}” was {verb} to the version "
-        f"of {when(event.created_at)}.",
+        f"of {rendering.when(event.created_at)}.",
         messages.SUCCESS,
     )
     return HttpResponseRedirect(history.url("change", quote(saved.pk)))
@@ -109,7 +112,7 @@ def revert_view(
     obj = object_or_404(model_admin, request, object_id)
     if not model_admin.has_revert_permission(request, obj):
         raise PermissionDenied
-    history = History(model_admin, request, obj)
+    history = HistoryPage(model_admin, request, obj)
     event = history.event(event_key)
     action_url = history.url("audit_revert", quote(obj.pk), event.id)
     if request.POST.get("confirm") == "yes":
@@ -134,37 +137,17 @@ def restore_view(model_admin: Any, request: HttpRequest, event_key: str) -> Http
     if not model_admin.has_restore_permission(request):
         raise PermissionDenied
     event = deleted_event(model_admin, event_key)
-    history = History(model_admin, request, None)
+    history = HistoryPage(model_admin, request, None)
     action_url = history.url("audit_restore", event.id)
     if request.POST.get("confirm") == "yes":
         return _apply(model_admin, request, history, event, action_url)
     return _confirmation(model_admin, request, history, event, action_url=action_url)
 
 
-def deleted_label(model: Any, event: AuditEvent) -> str:
-    """``str()`` of the object as it was, without touching the database."""
-    from audit_app.diff import to_python
-
-    opts = model._meta.concrete_model._meta
-    values = {}
-    for name, value in event.data.items():
-        try:
-            model_field = opts.get_field(name)
-        except Exception:  # noqa: S112 - a dropped field: leave it out of the label
-            continue
-        values[model_field.attname] = to_python(model_field, value)
-    try:
-        return str(model(**values))
-    except Exception:
-        return f"{opts.verbose_name} {event.obj_id}"
-
-
 def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    from audit_admin.tables import DeletedTable
-
-    history = History(model_admin, request, None)
+    history = HistoryPage(model_admin, request, None)
     events = (
         AuditEvent.objects.across(model_admin.model).deleted().without_diffs()
     ).select_related("context")

@@ -10,8 +10,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.db import models
 
-from audit_admin import AuditHistoryMixin
-from audit_admin.activity import AuditActivityMixin
+from audit_admin import AuditActivityMixin, AuditHistoryMixin
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, Tag
 
 

@@ -129,7 +129,7 @@ def test_export_csv_of_the_filtered_rows(seeded, login):
     assert download.suggested_filename.endswith(".csv")
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text("utf-8"))))
 
-    from audit_admin.filters import action_q
+    from audit_admin.action_filter import action_q
 
     expected = (
         AuditEvent.objects.across(Order)

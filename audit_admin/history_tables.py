@@ -1,105 +1,32 @@
-"""django-tables2 tables of events."""
+"""The django-tables2 tables of the history pages: one object's timeline, deleted objects."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import django_tables2 as tables
-from django.middleware.csrf import get_token
 from django.utils import formats, timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import capfirst
 
 from audit_admin import rendering
-from audit_app.diff import event_changes
+from audit_admin.table_base import AuditTable
 from audit_app.models import AuditEvent
 
 NO_USER = mark_safe('<span class="audit-unknown">no user recorded</span>')
 
 
-def csrf_input(request: Any) -> SafeString:
-    """The hidden CSRF field of a POST form (what ``{% csrf_token %}`` renders)."""
-    return format_html(
-        '<input type="hidden" name="csrfmiddlewaretoken" value="{}">', get_token(request)
-    )
-
-
 def context_lines(meta: dict[str, Any]) -> SafeString:
     """What the timeline shows of an event's context: revert source, reason, request."""
-    text, truncate = rendering.text, rendering.truncate
-    lines = []
-    if meta.get("audit_action"):
-        lines.append(
-            format_html(
-                '<div class="audit-ctx-action">{} from {}</div>',
-                capfirst(str(meta["audit_action"])),
-                text(meta.get("audit_source", "")),
-            )
-        )
-    if meta.get("reason"):
-        lines.append(
-            format_html('<div class="audit-ctx-reason">Reason: {}</div>', text(meta["reason"]))
-        )
-    if meta.get("method") or meta.get("url"):
-        lines.append(
-            format_html(
-                '<div class="audit-ctx-url"><span class="audit-method">{}</span> {}</div>',
-                text(meta.get("method", "")),
-                truncate(meta.get("url", ""), 80),
-            )
-        )
-    if meta.get("request_id"):
-        lines.append(
-            format_html(
-                '<div class="audit-ctx-request">Request <code>{}</code></div>',
-                text(meta["request_id"]),
-            )
-        )
-    if meta.get("command"):
-        lines.append(
-            format_html(
-                '<div class="audit-ctx-command">Command <code>{}</code></div>',
-                text(meta["command"]),
-            )
-        )
-    return format_html_join("\n", "{}", ((line,) for line in lines))
-
-
-class AuditTable(tables.Table):
-    """Our tables' base: each row is rendered in one pass by the table's render methods.
-
-    django-tables2 renders a cell by resolving the column's accessor, inspecting the
-    render method's signature and recomputing the column's attributes; on a page of 50
-    rows that cost as much as the cells themselves. Here a column with a table method
-    ``render_<column>(record)`` is rendered by calling it directly (the accessor and
-    ``empty_values`` are not consulted), and each column's ``<td>`` attributes are
-    computed once per page. Other columns render the usual django-tables2 way.
-    """
-
-    def html_rows(self) -> list[SafeString]:
-        """The ``<tr>`` of every row of the page, in order."""
-        columns = [
-            (
-                column.attrs["td"].as_html(),
-                column.name,
-                getattr(self, f"render_{column.name}", None),
-            )
-            for column in self.columns
+    return rendering.join_lines(
+        [
+            rendering.action_line(meta),
+            rendering.reason_line(meta),
+            rendering.url_line(meta, 80),
+            rendering.request_line(meta),
+            rendering.command_line(meta),
         ]
-        rows = []
-        for row in self.paginated_rows:
-            record = row.record
-            cells = format_html_join(
-                "",
-                "<td {}>{}</td>",
-                (
-                    (td, render(record=record) if render else row.get_cell(name))
-                    for td, name, render in columns
-                ),
-            )
-            rows.append(format_html("<tr {}>{}</tr>", row.attrs.as_html(), cells))
-        return rows
+    )
 
 
 class HistoryTable(AuditTable):
@@ -121,25 +48,17 @@ class HistoryTable(AuditTable):
     def __init__(self, *args: Any, history: Any, **kwargs: Any) -> None:
         # ``history``: the view's helper with the admin, request, permissions and URLs.
         self.history = history
-        self._shown: dict[str, list[rendering.Shown]] | None = None
+        self._shown: dict[str, list[rendering.ShownChange]] | None = None
         self._csrf: SafeString | None = None
         super().__init__(*args, **kwargs)
 
-    def _shown_for(self, record: AuditEvent) -> list[rendering.Shown]:
+    def _shown_for(self, record: AuditEvent) -> list[rendering.ShownChange]:
         if self._shown is None:
             # First cell of the page: resolve every FK label of the page at once.
             rows = self.page.object_list if hasattr(self, "page") else self.rows
-            records = [row.record for row in rows]
-            per_record = {r.id: event_changes(r) for r in records}
-            shown = rendering.prepare(
-                [c for changes in per_record.values() for c in changes],
-                self.history.request,
-                self.history.admin_site,
+            self._shown = rendering.prepare_per_event(
+                [row.record for row in rows], self.history.request, self.history.admin_site
             )
-            by_change = {id(s.change): s for s in shown}
-            self._shown = {
-                key: [by_change[id(c)] for c in changes] for key, changes in per_record.items()
-            }
         return self._shown.get(record.id, [])
 
     def render_compare(self, record: AuditEvent) -> str:
@@ -155,7 +74,7 @@ class HistoryTable(AuditTable):
         who = record.username or (f"command {command}" if command else "")
         if who:
             who = rendering.text(who)
-            user_url = self.history.user_url(record)
+            user_url = self.history.links.user_url(meta.get("user"))
             if user_url:
                 who = format_html('<a href="{}">{}</a>', user_url, who)
         moment = timezone.localtime(record.created_at)
@@ -192,7 +111,7 @@ class HistoryTable(AuditTable):
 
     def _csrf_input(self) -> SafeString:
         if self._csrf is None:
-            self._csrf = csrf_input(self.history.request)
+            self._csrf = rendering.csrf_input(self.history.request)
         return self._csrf
 
 
@@ -219,9 +138,7 @@ class DeletedTable(AuditTable):
         super().__init__(*args, **kwargs)
 
     def render_label(self, record: AuditEvent) -> str:
-        from audit_admin.reverts import deleted_label
-
-        return deleted_label(self.tracked_model, record)
+        return rendering.deleted_label(self.tracked_model, record)
 
     def render_user(self, record: AuditEvent) -> str:
         return record.username or "—"
@@ -233,5 +150,5 @@ class DeletedTable(AuditTable):
             '<form method="post" action="{}" class="audit-inline-form">{}\n'
             '<button type="submit" class="audit-restore-button">Restore</button></form>',
             self.history.url("audit_restore", record.id),
-            csrf_input(self.history.request),
+            rendering.csrf_input(self.history.request),
         )

@@ -1,38 +1,14 @@
-"""django-filter FilterSets over AuditEvent querysets."""
+"""The filter set of one object's timeline (django-filter)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import django_filters
-from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from audit_admin.action_filter import ACTION_CHOICES, action_q
 from audit_app.models import AuditEvent
-
-ACTION_CHOICES = (
-    ("created", "Created"),
-    ("changed", "Changed"),
-    ("deleted", "Deleted"),
-    ("reverted", "Reverted"),
-    ("restored", "Restored"),
-    ("snapshot", "Snapshot"),
-)
-_SPECIAL = ("reverted", "restored")
-
-
-def action_q(action: str) -> Q:
-    """The filter matching ``AuditEvent.action == action``."""
-    if action in _SPECIAL:
-        return Q(label__in=("insert", "update"), context__metadata__audit_action=action)
-    label = {"created": "insert", "changed": "update", "deleted": "delete"}.get(action, action)
-    if label in ("insert", "update"):
-        # Written outside any context, or in one that is not a revert or restore.
-        # (Spelled out: a negated JSON lookup is NULL, not true, for a missing key.)
-        return Q(label=label) & (
-            Q(context__isnull=True) | ~Q(context__metadata__has_key="audit_action")
-        )
-    return Q(label=label)
 
 
 class HistoryFilterSet(django_filters.FilterSet):
@@ -66,7 +42,3 @@ class HistoryFilterSet(django_filters.FilterSet):
 
     def filter_field(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.changed(value)
-
-
-def bound_form_errors(filterset: django_filters.FilterSet) -> forms.utils.ErrorDict:
-    return filterset.form.errors if not filterset.is_valid() else forms.utils.ErrorDict()
