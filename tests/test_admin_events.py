@@ -691,6 +691,8 @@ def test_actions_refuse_bad_selections_without_errors(client, editor, shop):
         {"page": "-1"},
         {"page": "abc"},
         {"page": "1.5"},
+        {"page": "01"},  # the history pages' rule too: no leading zero
+        {"page": "1\n"},
         {"page": "99999999999999999999"},
         {"page": "201"},
         {"user": "u" * 10_000},

@@ -337,3 +337,19 @@ def test_generated_columns_are_not_copied():
                 app_label = "trackapp"
 
         assert [f.name for f in tracked_fields(Gen, None, None)] == ["id", "name"]
+
+
+@pytest.mark.parametrize("label", ["x" * 33, "no spaces", "semi;colon", "ümlaut"])
+def test_one_label_rule_for_trackers_and_manual_events(label):
+    """Trackers, track() and create_event() refuse the same labels, saying the rule."""
+    with pytest.raises(ValueError, match="1 to 32 letters, digits"):
+        audit_app.ManualEvent(label)
+    with pytest.raises(ValueError, match="1 to 32 letters, digits"):
+        audit_app.UpdateEvent(label)
+
+
+@pytest.mark.django_db
+def test_create_event_refuses_a_bad_label_by_the_same_rule():
+    inv = Invoice.objects.create()
+    with pytest.raises(TrackingError, match="1 to 32 letters, digits"):
+        audit_app.create_event(inv, label="x" * 33)

@@ -441,6 +441,8 @@ def timeline_rows(response: Any) -> list[str]:
         ("0", 404),
         ("-1", 404),
         ("abc", 404),
+        ("01", 404),  # one spelling per page: no leading zero
+        ("1\n", 404),
         ("1", 200),
         ("2", 200),
         ("3", 404),  # past the last page
