@@ -3,7 +3,7 @@
 The database is a private, durable PostgreSQL server started by
 ``config.embedded_db.database_settings("bench")`` (fsync and synchronous_commit on),
 unless ``DATABASE_URL`` points at another server. On the private server a few
-settings are changed the way research/perf-baseline.md did: see ``SERVER_SETTINGS``.
+settings are changed: see ``SERVER_SETTINGS``.
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""Order models shaped like the ones in research/perf-baseline.md.
+"""Order models measured by ``bench/tracking.py``: a typical web-shop order row.
 
 The same columns three times: untracked, tracked with the defaults (statement-level
 triggers) and tracked with row-level triggers. No migrations: the benchmark builds
@@ -50,58 +50,3 @@ class TrackedOrder(OrderBase):
 @audit_app.track(level=audit_app.Row)
 class RowOrder(OrderBase):
     """Tracked with row-level triggers."""
-
-
-# Tables of the change-filter experiment (scenarios 1x, 3, 3e, 3p): copies of the
-# untracked table with hand-written statement-level UPDATE triggers, created in SQL by
-# bench/tracking.py. Each filter is written out there, independent of the one audit_app
-# currently generates.
-
-
-class ExpJoinOrder(OrderBase):
-    """(j) LEFT JOIN of the transition tables on the key, per-column IS DISTINCT FROM
-    (audit_app's first filter, template version 1)."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_join"
-
-
-class ExpExceptAllOrder(OrderBase):
-    """(a) changed rows found as ``new EXCEPT ALL old``."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_except_all"
-
-
-class ExpWholeRowOrder(OrderBase):
-    """(b) LEFT JOIN on the key, whole-row ``o.* IS DISTINCT FROM n.*``."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_whole_row"
-
-
-class ExpMinimalOrder(OrderBase):
-    """(c) no change filter: every row of the new transition table."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_minimal"
-
-
-class ExpHashJoinOrder(OrderBase):
-    """(d) filter (j), planned with nested loops and merge joins disabled."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_hash_join"
-
-
-class ExpExecuteOrder(OrderBase):
-    """(e) filter (j) run through EXECUTE: planned for every statement."""
-
-    class Meta:
-        managed = False
-        db_table = "bench_exp_execute"
