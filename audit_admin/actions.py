@@ -20,6 +20,9 @@ from django.contrib.admin.utils import quote
 from django.db import models, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from audit_admin import conf, rendering
 from audit_admin.export import export_response
@@ -31,6 +34,7 @@ from audit_admin.revert_requests import (
     error_status,
     posted_event_id,
     posted_reason,
+    record_in_admin_log,
 )
 from audit_app.exceptions import RevertError
 from audit_app.models import AuditEvent
@@ -39,12 +43,14 @@ from audit_app.reverting import RevertPlan, latest_event_id, preview, revert
 # -- export ---------------------------------------------------------------------------------
 
 
-@admin.action(permissions=["export"], description="Export the selected events as CSV")
+@admin.action(permissions=["export"], description=gettext_lazy("Export the selected events as CSV"))
 def export_selected_csv(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse:
     return export_response(model_admin, request, queryset, "csv", what=_selection(queryset))
 
 
-@admin.action(permissions=["export"], description="Export the selected events as JSON Lines")
+@admin.action(
+    permissions=["export"], description=gettext_lazy("Export the selected events as JSON Lines")
+)
 def export_selected_jsonl(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse:
     return export_response(model_admin, request, queryset, "jsonl", what=_selection(queryset))
 
@@ -80,8 +86,8 @@ class RevertItem:
         return str(self.model._meta.verbose_name)
 
     @property
-    def time(self) -> str:
-        return rendering.when(self.event.created_at)
+    def time(self) -> SafeString:
+        return rendering.time_html(self.event.created_at)
 
     @property
     def is_restore(self) -> bool:
@@ -136,10 +142,11 @@ def _plan_item(model_admin: Any, request: HttpRequest, event: AuditEvent) -> Rev
     item.changes = rendering.prepare(plan.changes, request, model_admin.admin_site)
     item.problems.extend(str(problem) for problem in plan.problems)
     if not _may_revert(model_admin, request, item):
-        verb = "restore" if item.is_restore else "change"
-        item.problems.insert(
-            0, f"You may not {verb} {model._meta.verbose_name_plural}; deselect this event."
-        )
+        if item.is_restore:
+            refusal = _("You may not restore %(objects)s; deselect this event.")
+        else:
+            refusal = _("You may not change %(objects)s; deselect this event.")
+        item.problems.insert(0, refusal % {"objects": model._meta.verbose_name_plural})
     return item
 
 
@@ -153,24 +160,34 @@ def plan_items(
         target = (event.event_model, event.obj_id)
         if target in seen:
             item.problems.insert(
-                0, "Another selected event is a version of the same object; select only one."
+                0, _("Another selected event is a version of the same object; select only one.")
             )
         seen.add(target)
         items.append(item)
     return items
 
 
-@admin.action(permissions=["revert"], description="Revert the selected objects to these versions")
+@admin.action(
+    permissions=["revert"],
+    description=gettext_lazy("Revert the selected objects to these versions"),
+)
 def revert_selected(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
     limit = conf.bulk_revert_limit()
     events = list(queryset.without_diffs()[: limit + 1])
     if len(events) > limit:
         model_admin.message_user(
-            request, f"Revert at most {limit} events at a time.", messages.ERROR
+            request,
+            ngettext(
+                "Revert at most %(count)d event at a time.",
+                "Revert at most %(count)d events at a time.",
+                limit,
+            )
+            % {"count": limit},
+            messages.ERROR,
         )
         return None
     if not events:
-        model_admin.message_user(request, "None of the selected events exist.", messages.WARNING)
+        model_admin.message_user(request, _("None of the selected events exist."), messages.WARNING)
         return None
     items = plan_items(model_admin, request, events)
     if request.POST.get("confirm") == "yes":
@@ -197,7 +214,7 @@ def _apply(model_admin: Any, request: HttpRequest, items: list[RevertItem]) -> H
                 stack.enter_context(transaction.atomic(using=alias))
             for item in items:
                 try:
-                    revert(
+                    saved = revert(
                         item.event,
                         user=request.user,
                         reason=reason,
@@ -205,23 +222,33 @@ def _apply(model_admin: Any, request: HttpRequest, items: list[RevertItem]) -> H
                     )
                 except RevertError as exc:
                     raise _ItemFailed(item, exc) from exc
+                target_admin = model_admin.admin_site._registry.get(item.model)
+                record_in_admin_log(
+                    target_admin, request, saved, item.event, restored=item.is_restore
+                )
     except _ItemFailed as failure:
         return _confirmation(
             model_admin,
             request,
             items,
-            error=f"{failure.item.label}: {failure.error} Nothing was reverted.",
+            error=_("%(object)s: %(error)s Nothing was reverted.")
+            % {"object": failure.item.label, "error": failure.error},
             status=error_status(failure.error),
         )
     labels = [item.label for item in items]
     shown = ", ".join(f"“{label}”" for label in labels[:10])
-    more = f" and {len(labels) - 10} more" if len(labels) > 10 else ""
-    model_admin.message_user(
-        request,
-        f"Reverted {len(items)} object{'s' if len(items) != 1 else ''} to the selected "
-        f"versions: {shown}{more}.",
-        messages.SUCCESS,
-    )
+    if len(labels) > 10:
+        more = len(labels) - 10
+        shown = ngettext("%(names)s and %(count)d more", "%(names)s and %(count)d more", more) % {
+            "names": shown,
+            "count": more,
+        }
+    message = ngettext(
+        "Reverted %(count)d object to the selected version: %(names)s.",
+        "Reverted %(count)d objects to the selected versions: %(names)s.",
+        len(items),
+    ) % {"count": len(items), "names": shown}
+    model_admin.message_user(request, message, messages.SUCCESS)
     return HttpResponseRedirect(request.get_full_path())
 
 

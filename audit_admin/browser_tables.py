@@ -22,16 +22,12 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import capfirst
 
 from audit_admin import rendering
 from audit_admin.links import AdminLinks, admin_url, model_admin_for
 from audit_admin.table_base import AuditTable
 from audit_app.diff import to_python
 from audit_app.models import AuditEvent
-
-# How many changed field names the collapsed diff summary lists.
-SUMMARY_FIELDS = 4
 
 NONE = mark_safe('<span class="audit-none">—</span>')
 DELETED_TAG = mark_safe(' <span class="audit-deleted-tag">deleted</span>')
@@ -58,6 +54,7 @@ class PageResolver:
         self.links = AdminLinks(request, admin_site)
         self.objects: dict[str, ObjectInfo] = {}
         self.shown: dict[str, list[rendering.ShownChange]] = {}
+        self.sources: dict[str, rendering.SourceVersion] = {}
         self.usernames: dict[Any, str] = {}
         self._model_links: dict[str, SafeString] = {}
 
@@ -80,6 +77,7 @@ class PageResolver:
         self._resolve_objects(records)
         self._resolve_changes(records)
         self._resolve_users(records)
+        self.sources = rendering.source_versions(r.metadata for r in records)
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -223,10 +221,10 @@ class EventTable(AuditTable):
 
     def render_created_at(self, record: AuditEvent) -> str:
         url = self._page().objects[record.id].version_url
-        moment = rendering.when(record.created_at)
+        moment = rendering.time_html(record.created_at)
         if url:
             return format_html('<a class="audit-version-link" href="{}">{}</a>', url, moment)
-        return format_html("<span>{}</span>", moment)
+        return moment
 
     def render_user(self, record: AuditEvent) -> str:
         page = self._page()
@@ -289,18 +287,7 @@ class EventTable(AuditTable):
         shown = self._page().shown.get(record.id, [])
         if not shown:
             return NONE
-        names = [str(s.verbose_name) for s in shown]
-        if record.diff is None:
-            summary = f"{len(names)} field{'s' if len(names) != 1 else ''} recorded"
-        else:
-            summary = capfirst(", ".join(names[:SUMMARY_FIELDS]))
-            if len(names) > SUMMARY_FIELDS:
-                summary += f" and {len(names) - SUMMARY_FIELDS} more"
-        return format_html(
-            '<details class="audit-changes"><summary>{}</summary>{}</details>',
-            summary or "Show",
-            rendering.render_changes(shown, compact=True),
-        )
+        return rendering.collapsed_changes(shown, first=record.diff is None)
 
     def render_request(self, record: AuditEvent) -> str:
         meta = record.metadata
@@ -320,7 +307,7 @@ class EventTable(AuditTable):
                 request_link,
                 rendering.url_line(meta, 60),
                 rendering.command_line(meta),
-                rendering.action_line(meta),
+                rendering.action_line(meta, self._page().sources),
                 rendering.reason_line(meta, 120),
             ]
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import EmptyResultSet
 from django.http import HttpRequest, StreamingHttpResponse
@@ -18,6 +18,10 @@ from django.utils import timezone
 
 from audit_app import export
 from audit_app.models import AuditEvent
+
+#: The admin log's action flag of an export. Not ADDITION, CHANGE or DELETION (1-3): an
+#: export changes nothing, so Recent actions lists it without a change's icon.
+EXPORT = 4
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -50,7 +54,7 @@ def record_export(request: HttpRequest, queryset: Any, fmt: str, what: str) -> L
         # An export concerns many events, none in particular.
         object_id=None,
         object_repr=f"Export of audit events ({fmt.upper()})",
-        action_flag=CHANGE,
+        action_flag=EXPORT,
         change_message=f"Exported {what} as {fmt.upper()}, about {estimate} events."[:4000],
     )
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin.models import LogEntry
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import label_for_field, quote, unquote
 from django.contrib.contenttypes.models import ContentType
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.exceptions import FieldDoesNotExist
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from audit_admin import rendering
 from audit_admin.links import AdminLinks
@@ -18,6 +22,7 @@ from audit_admin.pages import admin_context
 from audit_admin.pagination import paginate_lazily
 from audit_app.diff import compare, current_data, field_changes
 from audit_app.models import AuditEvent
+from audit_app.reverting import matches_current
 
 _KEY_RE = re.compile(r"^(?P<label>[a-z0-9_]+\.[a-z0-9_]+):(?P<id>[0-9]{1,18})$")
 
@@ -42,6 +47,7 @@ class HistoryPage:
         self.opts = model_admin.opts
         self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
         self.links = AdminLinks(request, self.admin_site)
+        self._current: dict[str, dict[str, Any] | None] = {}
 
     def url(self, view: str, *args: Any) -> str:
         info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
@@ -51,7 +57,20 @@ class HistoryPage:
         return self.url("audit_version", quote(self.obj.pk), event.id)
 
     def revert_url(self, event: AuditEvent) -> str | None:
-        return self.url("audit_revert", quote(self.obj.pk), event.id) if self.can_revert else None
+        """The revert of the object to ``event``'s version: None when the viewer may not
+        revert, or when the object already matches that version (nothing to revert)."""
+        if not self.can_revert or self.matches_current(event):
+            return None
+        return self.url("audit_revert", quote(self.obj.pk), event.id)
+
+    def matches_current(self, event: AuditEvent) -> bool:
+        """Whether the object as it is now has every value a revert to ``event`` could set
+        (one read of the live row per event table, however many versions are asked)."""
+        event_model = event.source_event_model
+        label = event_model._meta.label
+        if label not in self._current:
+            self._current[label] = current_data(self.obj, event_model)
+        return matches_current(event_model, event.raw_data, self._current[label])
 
     def event(self, key: str) -> AuditEvent:
         """The event ``key`` of this object, or Http404."""
@@ -132,7 +151,7 @@ def history_view(
     table = model_admin.get_history_table_class(request)(events, history=history)
     paginate_lazily(table, request, model_admin.get_history_paginate_by(request))
     context = {
-        **history.base_context(f"Change history: {obj}"),
+        **history.base_context(_("Change history: %s") % obj),
         "table": table,
         "filter": filterset,
         "action_list": log_entries_before_tracking(obj),
@@ -155,12 +174,20 @@ def fieldset_rows(
         for entry in options.get("fields", ()):
             for name in entry if isinstance(entry, (list, tuple)) else (entry,):
                 placed.add(name)
-                rows.append((name, shown.get(name)))
+                rows.append((name, _label(model_admin, name), shown.get(name)))
         sections.append((title, rows))
-    rest = [(n, s) for n, s in shown.items() if n not in placed]
+    rest = [(n, _label(model_admin, n), s) for n, s in shown.items() if n not in placed]
     if rest:
-        sections.append(("Other recorded fields", rest))
+        sections.append((_("Other recorded fields"), rest))
     return sections
+
+
+def _label(model_admin: Any, name: str) -> str:
+    """What the change form labels the field ``name`` with (its verbose name)."""
+    try:
+        return capfirst(label_for_field(name, model_admin.model, model_admin))
+    except (AttributeError, FieldDoesNotExist):
+        return capfirst(name.replace("_", " "))
 
 
 def version_view(
@@ -171,19 +198,42 @@ def version_view(
     event = history.event(event_key)
     masked = getattr(event.source_event_model, "audit_masked", ())
     context = {
-        **history.base_context(f"{obj} as of {rendering.when(event.created_at)}"),
+        **history.base_context(
+            _("%(object)s as of %(time)s")
+            % {"object": obj, "time": rendering.when(event.created_at)}
+        ),
         "event": event,
+        "event_time": rendering.time_html(event.created_at),
         "sections": fieldset_rows(model_admin, request, obj, event.data, masked),
         "revert_url": history.revert_url(event),
-        "opts_fields": {f.name: f for f in obj._meta.get_fields()},
+        "matches_current": history.matches_current(event),
     }
     return TemplateResponse(request, history.template("object_version.html"), context)
+
+
+def _version_title(event: AuditEvent | None) -> str:
+    """A compare column's header: the version's time to the second and its author."""
+    if event is None:
+        return _("Current")
+    when = rendering.when(event.created_at)
+    if event.username:
+        return _("Version of %(time)s by %(user)s") % {"time": when, "user": event.username}
+    return _("Version of %(time)s") % {"time": when}
 
 
 def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
     obj = object_or_404(model_admin, request, object_id)
     history = HistoryPage(model_admin, request, obj)
     key_a, key_b = request.GET.get("a", ""), request.GET.get("b", "current")
+    if not key_a or key_a == key_b:
+        # The compare form was sent without a "from" version (or with one version twice):
+        # back to the timeline, saying what to pick.
+        model_admin.message_user(
+            request,
+            _("Pick a version to compare from (the first column), then press Compare."),
+            messages.WARNING,
+        )
+        return HttpResponseRedirect(history.url("history", quote(obj.pk)))
     a = history.event(key_a)
     masked = a.source_event_model.audit_masked
     if key_b == "current":
@@ -192,8 +242,8 @@ def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> Http
         b = history.event(key_b)
         if b.event_model != a.event_model:
             context = {
-                **history.base_context("Compare versions"),
-                "error": "Choose two versions of the same table.",
+                **history.base_context(_("Compare versions")),
+                "error": _("Choose two versions of the same table."),
             }
             return TemplateResponse(
                 request, history.template("object_compare.html"), context, status=400
@@ -205,13 +255,11 @@ def compare_view(model_admin: Any, request: HttpRequest, object_id: str) -> Http
         compare(type(obj), a.raw_data, data_b, masked=masked), request, history.admin_site
     )
     context = {
-        **history.base_context(f"Compare versions of {obj}"),
+        **history.base_context(_("Compare versions of %(object)s") % {"object": obj}),
         "a": a,
         "b": b,
         "diff": rendering.render_changes(
-            changes,
-            before=f"Version of {rendering.when(a.created_at)}",
-            after=f"Version of {rendering.when(b.created_at)}" if b else "Current",
+            changes, before=_version_title(a), after=_version_title(b)
         ),
         "revert_url": history.revert_url(a),
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import django_tables2 as tables
-from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -16,11 +15,13 @@ from audit_app.models import AuditEvent
 NO_USER = mark_safe('<span class="audit-unknown">no user recorded</span>')
 
 
-def context_lines(meta: dict[str, Any]) -> SafeString:
+def context_lines(
+    meta: dict[str, Any], sources: dict[str, rendering.SourceVersion] | None = None
+) -> SafeString:
     """What the timeline shows of an event's context: revert source, reason, request."""
     return rendering.join_lines(
         [
-            rendering.action_line(meta),
+            rendering.action_line(meta, sources),
             rendering.reason_line(meta),
             rendering.url_line(meta, 80),
             rendering.request_line(meta),
@@ -49,17 +50,19 @@ class HistoryTable(AuditTable):
         # ``history``: the view's helper with the admin, request, permissions and URLs.
         self.history = history
         self._shown: dict[str, list[rendering.ShownChange]] | None = None
+        self._sources: dict[str, rendering.SourceVersion] = {}
         self._csrf: SafeString | None = None
         super().__init__(*args, **kwargs)
 
-    def _shown_for(self, record: AuditEvent) -> list[rendering.ShownChange]:
+    def _resolve(self) -> None:
         if self._shown is None:
-            # First cell of the page: resolve every FK label of the page at once.
+            # First cell of the page: the FK labels and revert sources of every row at once.
             rows = self.page.object_list if hasattr(self, "page") else self.rows
+            records = [row.record for row in rows]
             self._shown = rendering.prepare_per_event(
-                [row.record for row in rows], self.history.request, self.history.admin_site
+                records, self.history.request, self.history.admin_site
             )
-        return self._shown.get(record.id, [])
+            self._sources = rendering.source_versions(r.metadata for r in records)
 
     def render_compare(self, record: AuditEvent) -> str:
         return format_html(
@@ -69,6 +72,7 @@ class HistoryTable(AuditTable):
         )
 
     def render_event(self, record: AuditEvent) -> str:
+        self._resolve()
         meta = record.metadata
         command = meta.get("command")
         who = record.username or (f"command {command}" if command else "")
@@ -77,21 +81,21 @@ class HistoryTable(AuditTable):
             user_url = self.history.links.user_url(meta.get("user"))
             if user_url:
                 who = format_html('<a href="{}">{}</a>', user_url, who)
-        moment = timezone.localtime(record.created_at)
         return format_html(
             '<div class="audit-event">\n'
-            '<span class="audit-action audit-action-{0}">{0}</span>\n'
-            '<time class="audit-time" datetime="{1}">{2}</time>\n'
-            '<div class="audit-who">{3}</div>\n{4}</div>',
+            '<div class="audit-event-head"><span class="audit-action audit-action-{0}">{0}</span>'
+            ' {1} <span class="audit-who">{2}</span></div>\n{3}</div>',
             record.action,
-            moment.isoformat(),  # the date filter's "c"
-            formats.date_format(moment, "DATETIME_FORMAT"),
+            rendering.time_html(record.created_at),
             who or NO_USER,
-            context_lines(meta),
+            context_lines(meta, self._sources),
         )
 
     def render_changes(self, record: AuditEvent) -> str:
-        return rendering.render_changes(self._shown_for(record), compact=True)
+        self._resolve()
+        return rendering.collapsed_changes(
+            self._shown.get(record.id, []), first=record.diff is None
+        )
 
     def render_tools(self, record: AuditEvent) -> str:
         revert_url = self.history.revert_url(record)
@@ -120,9 +124,7 @@ class DeletedTable(AuditTable):
 
     obj_id = tables.Column(verbose_name="ID", orderable=False)
     label = tables.Column(empty_values=(), verbose_name="Object", orderable=False)
-    created_at = tables.DateTimeColumn(
-        verbose_name="Deleted at", orderable=False, format="DATETIME_FORMAT"
-    )
+    created_at = tables.Column(verbose_name="Deleted at", orderable=False)
     user = tables.Column(empty_values=(), verbose_name="Deleted by", orderable=False)
     tools = tables.Column(empty_values=(), verbose_name="", orderable=False)
 
@@ -136,6 +138,9 @@ class DeletedTable(AuditTable):
     def __init__(self, *args: Any, model: Any, restore: bool, history: Any, **kwargs: Any) -> None:
         self.tracked_model, self.restore, self.history = model, restore, history
         super().__init__(*args, **kwargs)
+
+    def render_created_at(self, record: AuditEvent) -> str:
+        return rendering.time_html(record.created_at)
 
     def render_label(self, record: AuditEvent) -> str:
         return rendering.deleted_label(self.tracked_model, record)

@@ -10,10 +10,12 @@ once per row of the timeline and the event browser, where a template per table
 from __future__ import annotations
 
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps
 from django.contrib.admin import AdminSite
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
@@ -21,6 +23,8 @@ from django.utils import formats, timezone
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator, capfirst
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit_admin.links import AdminLinks
 from audit_app.diff import (
@@ -44,9 +48,36 @@ def text(value: Any) -> Any:
     return formats.localize(value)
 
 
+def _date_and_clock(moment: Any) -> tuple[str, str]:
+    local = timezone.localtime(moment)
+    return formats.date_format(local, "DATE_FORMAT"), f"{local:%H:%M:%S}"
+
+
 def when(moment: Any) -> str:
-    """A timestamp in the viewer's timezone and locale format."""
-    return formats.localize(timezone.localtime(moment))
+    """A timestamp to the second, in the active time zone: the date in the locale's
+    format, the time as ``HH:MM:SS`` (two versions a minute apart must differ)."""
+    return "{}, {}".format(*_date_and_clock(moment))
+
+
+def full_time(moment: Any) -> str:
+    """The whole timestamp, microseconds and time zone included (shown on hover)."""
+    local = timezone.localtime(moment)
+    return f"{formats.date_format(local, 'DATE_FORMAT')}, {local:%H:%M:%S.%f} {local:%Z}"
+
+
+def time_html(moment: Any, css_class: str = "audit-time") -> SafeString:
+    """``when(moment)`` in a ``<time>`` element with the full timestamp on hover (the
+    date and the clock each kept on one line when the cell is narrow)."""
+    date, clock = _date_and_clock(moment)
+    return format_html(
+        '<time class="{}" datetime="{}" title="{}"><span class="audit-date">{},</span> '
+        '<span class="audit-clock">{}</span></time>',
+        css_class,
+        timezone.localtime(moment).isoformat(),
+        full_time(moment),
+        date,
+        clock,
+    )
 
 
 def truncate(value: Any, length: int) -> str:
@@ -178,6 +209,39 @@ def _rows(changes: Iterable[ShownChange]) -> Iterator[tuple[Any, ...]]:
         yield c.kind, c.name, capfirst(c.verbose_name), _cells(c)
 
 
+# How many changed field names the summary of a collapsed diff lists.
+SUMMARY_FIELDS = 4
+
+
+def changes_summary(changes: list[ShownChange], *, first: bool) -> str:
+    """One line for a diff: the changed fields' names, or how many fields a first event
+    recorded."""
+    names = [str(c.verbose_name) for c in changes]
+    if first:
+        return ngettext("%(count)d field recorded", "%(count)d fields recorded", len(names)) % {
+            "count": len(names)
+        }
+    summary = capfirst(", ".join(names[:SUMMARY_FIELDS]))
+    more = len(names) - SUMMARY_FIELDS
+    if more > 0:
+        summary = ngettext("%(names)s and %(count)d more", "%(names)s and %(count)d more", more) % {
+            "names": summary,
+            "count": more,
+        }
+    return summary
+
+
+def collapsed_changes(changes: list[ShownChange], *, first: bool) -> SafeString:
+    """A diff folded to one line (its summary) until opened."""
+    if not changes:
+        return NO_CHANGES
+    return format_html(
+        '<details class="audit-changes"><summary>{}</summary>{}</details>',
+        changes_summary(changes, first=first) or _("Show"),
+        render_changes(changes, compact=True),
+    )
+
+
 def render_changes(
     changes: Iterable[ShownChange],
     *,
@@ -229,14 +293,63 @@ def deleted_label(model: Any, event: Any) -> str:
 # -- an event's context, one line per kind of fact -------------------------------------------
 
 
-def action_line(meta: dict[str, Any]) -> SafeString | None:
-    """ "Reverted from ...": the source of a revert or restore."""
-    if not meta.get("audit_action"):
+@dataclass(frozen=True)
+class SourceVersion:
+    """The version a revert or restore went back to: when it was written, and by whom."""
+
+    created_at: Any
+    username: str | None
+
+
+def source_versions(metadata: Iterable[dict[str, Any]]) -> dict[str, SourceVersion]:
+    """The source versions named by reverts and restores (``audit_source``, an event key
+    such as ``shop.OrderEvent:12``), one query per event table."""
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for meta in metadata:
+        label, _sep, event_id = str(meta.get("audit_source") or "").rpartition(":")
+        if label and event_id.isdigit() and len(event_id) <= 18:
+            wanted[label].add(int(event_id))
+    found: dict[str, SourceVersion] = {}
+    for label, ids in wanted.items():
+        try:
+            event_model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        if not hasattr(event_model, "audit_spec"):
+            continue
+        rows = event_model._default_manager.filter(pk__in=ids).values_list(
+            "pk", "audit_created_at", "audit_context__metadata__username"
+        )
+        for event_id, created_at, username in rows:
+            found[f"{label}:{event_id}"] = SourceVersion(created_at, username)
+    return found
+
+
+def action_line(
+    meta: dict[str, Any], sources: dict[str, SourceVersion] | None = None
+) -> SafeString | None:
+    """What a revert or restore went back to: "Reverted to the version of <time> by
+    <user>" (``sources`` from ``source_versions``)."""
+    action = meta.get("audit_action")
+    if action not in ("reverted", "restored"):
         return None
+    source = (sources or {}).get(str(meta.get("audit_source")))
+    if source is None:
+        line = (
+            _("Reverted to an earlier version")
+            if action == "reverted"
+            else _("Restored from an earlier deletion")
+        )
+        return format_html('<div class="audit-ctx-action">{}</div>', line)
+    if action == "reverted":
+        line = _("Reverted to the version of {time}")
+    else:
+        line = _("Restored as it was when deleted on {time}")
+    by = format_html(" " + _("by {user}"), user=source.username) if source.username else ""
     return format_html(
-        '<div class="audit-ctx-action">{} from {}</div>',
-        capfirst(str(meta["audit_action"])),
-        text(meta.get("audit_source", "")),
+        '<div class="audit-ctx-action">{}{}</div>',
+        format_html(line, time=time_html(source.created_at, "audit-source-time")),
+        by,
     )
 
 

@@ -15,6 +15,8 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from audit_admin import rendering
 from audit_admin.history import HistoryPage, object_or_404, parse_event_key
@@ -25,10 +27,19 @@ from audit_admin.revert_requests import (
     error_status,
     posted_event_id,
     posted_reason,
+    record_in_admin_log,
+    version_phrase,
 )
-from audit_app.exceptions import RevertError
+from audit_app.exceptions import NothingToRevert, RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import latest_event_id, preview, revert
+
+
+def _title(history: HistoryPage, event: AuditEvent, *, restore: bool) -> str:
+    if restore:
+        label = rendering.deleted_label(history.model_admin.model, event)
+        return _("Restore “%(object)s”") % {"object": label}
+    return _("Revert “%(object)s”") % {"object": history.obj}
 
 
 def _confirmation(
@@ -44,23 +55,24 @@ def _confirmation(
         plan = preview(event)
     except RevertError as exc:
         plan, error = None, error or exc
-    version = plan.version if plan else None
+    problems = plan.problems if plan else []
+    if error is not None:
+        # The error that stopped the revert is shown once, at the top.
+        problems = [p for p in problems if str(p) != str(error)]
     expected = (
-        latest_event_id(version.event_model, version.pk)
-        if version and not plan.is_restore
+        latest_event_id(plan.version.event_model, plan.version.pk)
+        if plan and not plan.is_restore
         else None
     )
     context = {
-        **history.base_context(
-            f"Restore {model_admin.opts.verbose_name} {event.obj_id}"
-            if plan and plan.is_restore
-            else f"Revert {history.obj}"
-        ),
+        **history.base_context(_title(history, event, restore=bool(plan and plan.is_restore))),
         "event": event,
-        "event_time": rendering.when(event.created_at),
+        "event_time": rendering.time_html(event.created_at),
         "plan": plan,
         "changes": rendering.prepare(plan.changes, request, history.admin_site) if plan else [],
-        "problems": plan.problems if plan else [],
+        "problems": problems,
+        # The object already is this version: say so, and offer nothing to confirm.
+        "nothing_to_do": any(isinstance(p, NothingToRevert) for p in problems),
         "error": error,
         "expected_event_id": expected,
         "action_url": action_url,
@@ -91,15 +103,24 @@ def _apply(
             reason=posted_reason(request),
             expected_event_id=posted_event_id(request, "expected_event_id"),
         )
+    except NothingToRevert as exc:
+        # Not an error: the object is already as asked (say, a second press of the button).
+        model_admin.message_user(request, str(exc), messages.INFO)
+        return HttpResponseRedirect(history.url("history", quote(history.obj.pk)))
     except RevertError as exc:
         return _confirmation(model_admin, request, history, event, error=exc, action_url=action_url)
-    verb = "restored" if event.label == "delete" else "reverted"
-    model_admin.message_user(
-        request,
-        f"{model_admin.opts.verbose_name.capitalize()} “{saved}” was {verb} to the version "
-        f"of {rendering.when(event.created_at)}.",
-        messages.SUCCESS,
-    )
+    restored = history.obj is None
+    record_in_admin_log(model_admin, request, saved, event, restored=restored)
+    if restored:
+        message = _("%(model)s “%(object)s” was restored %(phrase)s.")
+    else:
+        message = _("%(model)s “%(object)s” was reverted %(phrase)s.")
+    values = {
+        "model": capfirst(model_admin.opts.verbose_name),
+        "object": saved,
+        "phrase": version_phrase(event, restored=restored),
+    }
+    model_admin.message_user(request, message % values, messages.SUCCESS)
     return HttpResponseRedirect(history.url("change", quote(saved.pk)))
 
 
@@ -165,7 +186,9 @@ def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
     )
     paginate_lazily(table, request, 50)
     context = {
-        **history.base_context(f"Deleted {model_admin.opts.verbose_name_plural}"),
+        **history.base_context(
+            _("Deleted %(objects)s") % {"objects": model_admin.opts.verbose_name_plural}
+        ),
         "table": table,
         "search": search,
         "changelist_url": history.url("changelist"),

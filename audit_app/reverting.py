@@ -12,6 +12,8 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, connections, models, router, transaction
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from audit_app import sql
 from audit_app.diff import FieldChange, current_data, field_changes, resolve_related, to_python
@@ -171,21 +173,21 @@ def preview(
     model = version.tracked_model
     using = using or router.db_for_write(model)
     masked = version.event_model.audit_masked
-    recorded = [name for name, _ in version.event_model.audit_fields[1:]]
+    recorded = [name for name, _column in version.event_model.audit_fields[1:]]
     if fields is not None:
         unknown = sorted(set(fields) - set(recorded))
         if unknown:
             raise RevertError(
                 f"{model._meta.label} history has no field(s) {unknown}; choose from {recorded}."
             )
-    chosen = [n for n in recorded if (fields is None or n in fields) and n not in masked]
+    chosen = [n for n in revertible_fields(version.event_model) if fields is None or n in fields]
     skipped = [n for n in recorded if n in masked]
     obj = model._default_manager.using(using).filter(pk=version.pk).first()
 
     if obj is None:
         target = model(**{model._meta.pk.attname: version.pk})
         for parent_version in _parent_versions(version, using):
-            parent_names = [n for n, _ in parent_version.event_model.audit_fields[1:]]
+            parent_names = [n for n, _column in parent_version.event_model.audit_fields[1:]]
             for attname, value in _values(parent_version, parent_names).items():
                 setattr(target, attname, value)
         set_names = chosen
@@ -194,12 +196,7 @@ def preview(
         # A second instance: `obj` keeps showing the object as it is now.
         target = model._default_manager.using(using).get(pk=version.pk)
         current = current_data(obj, version.event_model)
-        set_names = [
-            n
-            for n in chosen
-            if to_python(_field(model, n), current.get(n))
-            != to_python(_field(model, n), version.data.get(n))
-        ]
+        set_names = differing_fields(model, chosen, current, version.data)
     for attname, value in _values(version, set_names).items():
         setattr(target, attname, value)
 
@@ -218,14 +215,44 @@ def _field(model: type[models.Model], name: str) -> models.Field | None:
         return None
 
 
+def revertible_fields(event_model: type[models.Model]) -> list[str]:
+    """The fields a revert can set: every recorded field but the key and masked ones."""
+    masked = event_model.audit_masked
+    return [name for name, _column in event_model.audit_fields[1:] if name not in masked]
+
+
+def differing_fields(
+    model: type[models.Model], names: list[str], current: dict[str, Any], data: dict[str, Any]
+) -> list[str]:
+    """The fields among ``names`` whose value in ``data`` (a version) differs from
+    ``current`` (the live row, as ``diff.current_data`` reads it)."""
+    return [
+        n
+        for n in names
+        if to_python(_field(model, n), current.get(n)) != to_python(_field(model, n), data.get(n))
+    ]
+
+
+def matches_current(
+    event_model: type[models.Model], data: dict[str, Any], current: dict[str, Any] | None
+) -> bool:
+    """Whether reverting to a version with ``data`` would change nothing: the live row
+    ``current`` already has every value a revert could set (False when it is gone)."""
+    if current is None:
+        return False
+    model = event_model.audit_tracked_model
+    return not differing_fields(model, revertible_fields(event_model), current, data)
+
+
 def _problems(plan: RevertPlan, expected: int | None, using: str) -> list[RevertError]:
     model = plan.version.tracked_model
     problems: list[RevertError] = []
     if not plan.fields and not plan.is_restore:
         problems.append(
             NothingToRevert(
-                f"{model._meta.verbose_name.capitalize()} {plan.version.pk} already matches "
-                "this version."
+                _(
+                    "{model} “{obj}” already matches this version; there is nothing to revert."
+                ).format(model=capfirst(model._meta.verbose_name), obj=plan.obj)
             )
         )
     if expected is not None:
@@ -233,8 +260,12 @@ def _problems(plan: RevertPlan, expected: int | None, using: str) -> list[Revert
         if latest != expected:
             problems.append(
                 RevertConflict(
-                    f"{model._meta.verbose_name.capitalize()} {plan.version.pk} changed since you "
-                    "looked at it; review its latest version and try again."
+                    _(
+                        "{model} “{obj}” changed since you looked at it; review its latest "
+                        "version and try again."
+                    ).format(
+                        model=capfirst(model._meta.verbose_name), obj=plan.obj or plan.version.pk
+                    )
                 )
             )
     for name in plan.fields:

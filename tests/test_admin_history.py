@@ -2,6 +2,7 @@
 
 import pytest
 from bs4 import BeautifulSoup
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -43,9 +44,11 @@ def test_timeline_shows_events_newest_first_with_diffs(client, editor, order):
     assert first.select_one("tr[data-field=status] .audit-old").text.strip() == "New"
     assert first.select_one("tr[data-field=status] .audit-new").text.strip() == "Paid"
     assert "rq-1" in first.select_one(".audit-ctx-request").text
-    assert first.select("form button.audit-revert-button")
+    # The newest version is the object as it is: nothing to revert to.
+    assert not first.select("form button.audit-revert-button")
     # The customer FK links to the customer's admin page.
     created = rows[1]
+    assert created.select("form button.audit-revert-button")
     link = created.select_one("tr[data-field=customer] a")
     assert link["href"] == reverse("admin:shop_customer_change", args=[order.customer_id])
 
@@ -281,9 +284,21 @@ def test_revert_errors_are_shown_on_the_confirmation_page(client, editor, case):
     preview = soup(client.post(url))
     assert expected_text in " ".join(p.text for p in preview.select(".audit-problem"))
     response = client.post(url, {"confirm": "yes"})
-    assert response.status_code == 400
-    assert expected_text in soup(response).select_one(".audit-error").text
     assert AuditEvent.objects.tracks(obj).count() == len(events)
+    if case == "nothing":
+        # Not an error: back to the timeline with a message naming the object.
+        assert response.status_code == 302
+        messages = [str(m) for m in get_messages(response.wsgi_request)]
+        assert messages == [
+            f"Product “{obj}” already matches this version; there is nothing to revert."
+        ]
+        assert not preview.select("input[type=submit]")  # nothing to confirm
+        return
+    assert response.status_code == 400
+    page = soup(response)
+    assert expected_text in page.select_one(".audit-error").text
+    # Shown once: the error at the top is not repeated among the problems.
+    assert expected_text not in " ".join(p.text for p in page.select(".audit-problem"))
 
 
 def test_permission_matrix_of_history_pages(client, django_user_model, editor, viewer, order):
