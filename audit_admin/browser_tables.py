@@ -196,12 +196,6 @@ class EventTable(AuditTable):
         self._resolved = False
         super().__init__(*args, **kwargs)
 
-    def get_column_class_names(self, classes_set: set[str], bound_column: Any) -> set[str]:
-        # Per-column classes for the stylesheet (positions change with the actions).
-        classes = super().get_column_class_names(classes_set, bound_column)
-        classes.add(f"audit-col-{bound_column.name}")
-        return classes
-
     def _page(self) -> PageResolver:
         if not self._resolved:
             # First cell of the page: fetch what every row needs at once.

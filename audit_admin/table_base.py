@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_tables2 as tables
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -17,6 +19,12 @@ class AuditTable(tables.Table):
     ``empty_values`` are not consulted), and each column's ``<td>`` attributes are
     computed once per page. Other columns render the usual django-tables2 way.
     """
+
+    def get_column_class_names(self, classes_set: set[str], bound_column: Any) -> set[str]:
+        # Per-column classes for the stylesheet (positions change with the actions).
+        classes = super().get_column_class_names(classes_set, bound_column)
+        classes.add(f"audit-col-{bound_column.name}")
+        return classes
 
     def html_rows(self) -> list[SafeString]:
         """The ``<tr>`` of every row of the page, in order."""
