@@ -38,6 +38,10 @@ def shoot(page, name: str) -> None:
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": 900})
+    # Show the newest diff unfolded, as a reader would open it.
+    page.locator("details.audit-changes").evaluate_all(
+        "ds => ds.slice(0, 1).forEach(d => d.open = true)"
+    )
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
