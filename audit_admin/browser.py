@@ -323,10 +323,12 @@ class AuditEventAdmin(admin.ModelAdmin):
         return form
 
     def estimate(self, queryset: Any, table: Any, page: int, per_page: int) -> tuple[int, str]:
-        """(total, how): "exact" when this page shows the end, else the planner's estimate
-        ("about"), or "at least" the rows seen so far when the planner guesses fewer.
+        """(total, how): "exact" when this page shows the end or the events are few
+        enough to count cheaply (``row_count()``), else the planner's estimate ("about"),
+        or "at least" the rows seen so far when the planner guesses fewer.
 
-        Never a COUNT(*): on millions of events it would cost more than the page itself.
+        Never an unbounded COUNT(*): on millions of events it would cost more than the
+        page itself.
         """
         rows = len(table.page.object_list)
         has_next = table.page.has_next()
@@ -334,10 +336,12 @@ class AuditEventAdmin(admin.ModelAdmin):
             return rows, "exact"
         seen = (page - 1) * per_page + rows + (1 if has_next else 0)
         try:
-            estimate = queryset.estimated_count()
+            count = queryset.row_count()
         except EmptyResultSet:
-            estimate = 0
-        return (estimate, "about") if estimate > seen else (seen, "at least")
+            return seen, "at least"
+        if count.exact:
+            return count.value, "exact"
+        return (count.value, "about") if count.value > seen else (seen, "at least")
 
     def export_urls(self, request: HttpRequest) -> dict[str, str]:
         if not self.has_export_permission(request):

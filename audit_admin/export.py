@@ -15,8 +15,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import EmptyResultSet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit_app import export
+from audit_app.counting import RowCount
 from audit_app.models import AuditEvent
 
 #: The admin log's action flag of an export. Not ADDITION, CHANGE or DELETION (1-3): an
@@ -43,11 +46,15 @@ def filename(fmt: str) -> str:
 
 
 def record_export(request: HttpRequest, queryset: Any, fmt: str, what: str) -> LogEntry:
-    """Write an admin log entry naming who exported what (the filter) and about how much."""
+    """Write an admin log entry naming who exported what (the filter) and how much (a
+    count when cheap, else about how much)."""
     try:
-        estimate = 0 if queryset.query.is_empty() else queryset.estimated_count()
+        count = RowCount(0, exact=True) if queryset.query.is_empty() else queryset.row_count()
     except EmptyResultSet:
-        estimate = 0
+        count = RowCount(0, exact=True)
+    amount = ngettext("%(count)s event", "%(count)s events", count.value) % {"count": count.value}
+    if not count.exact:
+        amount = _("about %(amount)s") % {"amount": amount}
     return LogEntry.objects.create(
         user_id=request.user.pk,
         content_type=ContentType.objects.get_for_model(AuditEvent),
@@ -55,7 +62,8 @@ def record_export(request: HttpRequest, queryset: Any, fmt: str, what: str) -> L
         object_id=None,
         object_repr=f"Export of audit events ({fmt.upper()})",
         action_flag=EXPORT,
-        change_message=f"Exported {what} as {fmt.upper()}, about {estimate} events."[:4000],
+        change_message=_("Exported %(what)s as %(format)s, %(amount)s.")
+        % {"what": what, "format": fmt.upper(), "amount": amount},
     )
 
 

@@ -70,6 +70,14 @@ def _import(path: str) -> Any:
     return import_string(path)
 
 
+def exact_count_limit() -> int:
+    """Counts up to this many rows are exact, larger ones estimated (``AUDIT_EXACT_COUNT_LIMIT``).
+
+    A count reads at most this many rows plus one; 0 turns exact counts off.
+    """
+    return max(int(_get("EXACT_COUNT_LIMIT", 10_000)), 0)
+
+
 def command_context() -> bool:
     """Whether management commands run inside ``audit_app.context(command=name)``."""
     return bool(_get("COMMAND_CONTEXT", True))

@@ -24,7 +24,13 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 
 from audit_app import sql
-from audit_app.event_sql import AGGREGATE_TABLE, MASKED, previous_event_sql, union_sql
+from audit_app.event_sql import (
+    AGGREGATE_TABLE,
+    MASKED,
+    previous_event_sql,
+    tracked_field,
+    union_sql,
+)
 from audit_app.registry import tracked_models
 
 COLUMNS = (
@@ -39,6 +45,8 @@ COLUMNS = (
     "changed_fields",
     "diff",
 )
+# JSON Lines: the same keys, then the event's data and its context's metadata.
+JSONL_KEYS = (*COLUMNS, "data", "context")
 # A spreadsheet runs a cell starting with one of these (after blanks) as a formula;
 # tab and carriage return at the start are dangerous on their own.
 _FORMULA_RE = re.compile(r"^(\s*[=+\-@]|[\t\r])")
@@ -46,8 +54,9 @@ _FORMULA_SQL = r"'^([[:space:]]*[-=+@]|[\t\r])'"
 CHUNK_ROWS = 2_000
 CHUNK_BYTES = 64 * 1024
 _ORDERABLE = ("created_at", "event_id", "event_model", "obj_model", "obj_id", "label")
-# The column our union branches add to AuditEvent's (see _events_sql).
+# The columns our union branches add to AuditEvent's (see _events_sql).
 _DIFF = "export_diff"
+_DATA = "export_data"
 _MAX_ARGS = 50  # SQL functions take at most 100 arguments
 
 
@@ -63,7 +72,8 @@ def _guard_sql(expression: str) -> str:
     return rf"regexp_replace({expression}, {_FORMULA_SQL}, '''\1')"
 
 
-def _object_label_sql(guarded_obj_id: str) -> str:
+def _object_label_sql(obj_id: str, *, guarded: bool = True) -> str:
+    """The object's label, "<verbose name> <key>"; ``obj_id`` is the key's SQL."""
     cases = []
     for model in tracked_models():
         prefix = str(model._meta.verbose_name) + " "
@@ -71,20 +81,25 @@ def _object_label_sql(guarded_obj_id: str) -> str:
         # After a letter or digit no formula can start, whatever the key: no guard.
         cases.append(
             f"WHEN {sql.literal(model._meta.label)} THEN "
-            + (label if prefix[0].isalnum() else _guard_sql(label))
+            + (label if prefix[0].isalnum() or not guarded else _guard_sql(label))
         )
     if not cases:
-        return guarded_obj_id
-    return f"(CASE ev.obj_model {' '.join(cases)} ELSE {guarded_obj_id} END)"
+        return obj_id
+    return f"(CASE ev.obj_model {' '.join(cases)} ELSE {obj_id} END)"
+
+
+def _action_sql(label: str) -> str:
+    """The action of an event (``c`` its context's columns); ``label`` for custom labels."""
+    return (
+        "(CASE WHEN c.audit_action IN ('reverted', 'restored') "
+        "AND ev.label IN ('insert', 'update') THEN c.audit_action "
+        "WHEN ev.label = 'insert' THEN 'created' WHEN ev.label = 'update' THEN 'changed' "
+        f"WHEN ev.label = 'delete' THEN 'deleted' ELSE {label} END)"
+    )
 
 
 # Other labels come from code, but may start with "-" (and SQL could write anything).
-_ACTION_SQL = (
-    "(CASE WHEN c.audit_action IN ('reverted', 'restored') "
-    "AND ev.label IN ('insert', 'update') THEN c.audit_action "
-    "WHEN ev.label = 'insert' THEN 'created' WHEN ev.label = 'update' THEN 'changed' "
-    f"WHEN ev.label = 'delete' THEN 'deleted' ELSE {_guard_sql('ev.label')} END)"
-)
+_ACTION_SQL = _action_sql(_guard_sql("ev.label"))
 # The context's cells come from a subquery per context row, which PostgreSQL caches
 # per context id (Memoize): consecutive events mostly share a context. OFFSET 0 keeps
 # the subquery from being merged into the outer query, which would then read and
@@ -96,6 +111,16 @@ _CONTEXT_SQL = (
         for key in ("username", "request_id", "url")
     )
     + ", c.metadata->>'audit_action' AS audit_action "
+    + f"FROM {sql.quote(sql.CONTEXT_TABLE)} AS c WHERE c.id = ev.context_id OFFSET 0) AS c ON TRUE"
+)
+# The same for JSON Lines: values as JSON text, unguarded, and the whole metadata.
+_JSONL_CONTEXT_SQL = (
+    "LEFT JOIN LATERAL (SELECT "
+    + ", ".join(
+        f"(c.metadata->{sql.literal(key)})::text AS {key}"
+        for key in ("username", "request_id", "url")
+    )
+    + ", c.metadata->>'audit_action' AS audit_action, c.metadata::text AS metadata "
     + f"FROM {sql.quote(sql.CONTEXT_TABLE)} AS c WHERE c.id = ev.context_id OFFSET 0) AS c ON TRUE"
 )
 
@@ -133,7 +158,7 @@ def _json_sql(field: models.Field, value: str, connection: Any) -> str | None:
     return None
 
 
-def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
+def _diff_sql(event_model: type[models.Model], connection: Any, *, as_json: bool = False) -> str:
     """A scalar subquery: ``ARRAY[changed field names, diff]`` of an event of this table.
 
     It reads the object's previous event (``LIMIT 1`` on the object index) and compares
@@ -143,6 +168,9 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
     nulls inside JSON values too. Masked fields compare their change markers and show
     ``MASKED`` for both values. NULL for an object's first event.
 
+    The names are space-separated, and the diff NULL when no field changed; with
+    ``as_json`` the names are a JSON array and an unchanged event's diff is ``{}``.
+
     A subquery in the select list, not a join: a union branch that joins is no longer a
     plain scan of its table, and PostgreSQL would sort the union instead of merging the
     branches' index scans.
@@ -151,7 +179,11 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
     # The previous row is found by the key: the key column never differs.
     compared = [(n, c) for n, c in event_model.audit_fields if c != spec.pk_column]
     changed = {c: f"prev.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for _, c in compared}
-    names = [f"CASE WHEN {changed[c]} THEN {sql.literal(n)} END" for n, c in sorted(compared)]
+    names = [
+        f"CASE WHEN {changed[c]} THEN "
+        f"{sql.literal(json.dumps(n, ensure_ascii=False) if as_json else n)} END"
+        for n, c in sorted(compared)
+    ]
     pairs = []
     for name, column in sorted(compared, key=lambda nc: _jsonb_key_order(nc[0])):
         key = json.dumps(name, ensure_ascii=False) + ": "
@@ -166,31 +198,68 @@ def _diff_sql(event_model: type[models.Model], connection: Any) -> str:
             else:
                 pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
         pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
-    fields = _concat_ws(sql.literal(" "), names)
-    diff = f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}'"
+    if as_json:
+        fields = f"'[' || {_concat_ws(sql.literal(', '), names)} || ']'"
+        diff = f"'{{' || {_concat_ws(sql.literal(', '), pairs)} || '}}'"
+    else:
+        fields = _concat_ws(sql.literal(" "), names)
+        diff = f"'{{' || nullif({_concat_ws(sql.literal(', '), pairs)}, '') || '}}'"
     return previous_event_sql(event_model, f"ARRAY[{fields}, {diff}]", alias="prev")
 
 
-def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[Any, ...], bool]:
-    """The queryset's events (keys, context, the diff if asked), and whether diffed."""
+def _data_sql(event_model: type[models.Model], connection: Any) -> str:
+    """The JSON text of an event's data (alias ``e``), as ``AuditEvent.data`` has it.
+
+    Put together as text like the diff: building a jsonb value per event and writing it
+    out again cost more than the rest of a JSON Lines export. Masked fields read
+    ``MASKED``, as in ``event_sql.data_sql``.
+    """
+    spec = event_model.audit_spec
+    pairs = []
+    for name, column in sorted(event_model.audit_fields, key=lambda nc: _jsonb_key_order(nc[0])):
+        value = f"e.{sql.quote(column)}"
+        if column in spec.masked:
+            masked = sql.literal(json.dumps(MASKED, ensure_ascii=False))
+            value_json = f"CASE WHEN {value} IS NULL THEN 'null' ELSE {masked} END"
+        else:
+            field = tracked_field(event_model, name)
+            value_json = _json_sql(field, value, connection) or (
+                f"coalesce(to_jsonb({value})::text, 'null')"
+            )
+        pairs.append(f"{sql.literal(json.dumps(name, ensure_ascii=False) + ': ')} || {value_json}")
+    return f"'{{' || {_concat_ws(sql.literal(', '), pairs)} || '}}'"
+
+
+def _events_sql(
+    queryset: models.QuerySet, *, diff: bool, as_json: bool = False
+) -> tuple[str, tuple[Any, ...], bool]:
+    """The queryset's events (keys, context, the diff if asked), and whether they have
+    the extra columns (none without an event table in scope).
+
+    ``as_json`` adds the data's JSON text and writes the diff as JSON (``_diff_sql``).
+    """
     inner = queryset.without_diffs()
     connection = connections[inner.db]
-    union = (
-        union_sql(
-            inner.query.audit_scope,
-            extra_columns=lambda m: f", {_diff_sql(m, connection)} AS {_DIFF}",
-        )
-        if diff
-        else None
-    )
+    extra = [(_DIFF, _diff_sql, {"as_json": as_json})] if diff else []
+    if as_json:
+        extra.append((_DATA, _data_sql, {}))
+
+    def extra_columns(event_model: type[models.Model]) -> str:
+        return "".join(f", {build(event_model, connection, **kw)} AS {n}" for n, build, kw in extra)
+
+    union = union_sql(inner.query.audit_scope, extra_columns=extra_columns) if extra else None
+    columns = (*_ORDERABLE, "context_id")
     if union is None:
-        inner = inner.values(*_ORDERABLE, "context_id")
+        inner = inner.values(*columns)
         statement, params = inner.query.get_compiler(using=inner.db).as_sql()
     else:
         inner = inner.annotate(
-            # The column of our own union (below), not user input.
-            **{_DIFF: RawSQL(f"{sql.quote(AGGREGATE_TABLE)}.{sql.quote(_DIFF)}", ())}  # noqa: S611
-        ).values(*_ORDERABLE, "context_id", _DIFF)
+            # The columns of our own union (below), not user input.
+            **{
+                name: RawSQL(f"{sql.quote(AGGREGATE_TABLE)}.{sql.quote(name)}", ())  # noqa: S611
+                for name, _, _ in extra
+            }
+        ).values(*columns, *(name for name, _, _ in extra))
         # Django's own compiler, not AuditEventQuery's: the CTE is ours, with the diff.
         statement, params = Query.get_compiler(inner.query, using=inner.db).as_sql()
         union_text, union_params = union
@@ -204,26 +273,35 @@ def _events_sql(queryset: models.QuerySet, *, diff: bool) -> tuple[str, tuple[An
     return statement, tuple(params), union is not None
 
 
-def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tuple[Any, ...]]:
-    """SQL returning one text row per event of ``queryset``, in ``COLUMNS`` order.
-
-    With ``diff=False`` the ``changed_fields`` and ``diff`` cells are empty and no
-    event's previous version is looked up, which is most of the cost of an export.
-    """
-    events, params, diffed = _events_sql(queryset, diff=diff)
-    # The join below may reorder rows: repeat the queryset's ordering outside.
+def _ordering_sql(queryset: models.QuerySet) -> str:
+    # The join with the context may reorder rows: repeat the queryset's ordering outside.
     ordering = []
     for term in queryset.query.order_by or queryset.model._meta.ordering:
         name = term.lstrip("-")
         if name not in _ORDERABLE:
             raise ValueError(f"Exports can be ordered by {_ORDERABLE}, not {name!r}.")
         ordering.append(f"ev.{name} {'DESC' if term.startswith('-') else 'ASC'}")
+    return ", ".join(ordering)
+
+
+_TIME_SQL = """to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tuple[Any, ...]]:
+    """SQL returning one text row per event of ``queryset``, in ``COLUMNS`` order.
+
+    With ``diff=False`` the ``changed_fields`` and ``diff`` cells are empty and no
+    event's previous version is looked up, which is most of the cost of an export.
+    """
+    events, params, extended = _events_sql(queryset, diff=diff)
+    diffed = diff and extended
+    ordering = _ordering_sql(queryset)
     # Only cells that can hold user text are guarded (and custom labels): the time,
     # model label, actions, field names and the diff (it starts with "{") cannot start
     # a formula.
     obj_id = _guard_sql("ev.obj_id")
     cells = [
-        """to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
+        _TIME_SQL,
         "ev.obj_model",
         obj_id,
         _object_label_sql(obj_id),
@@ -235,9 +313,7 @@ def rows_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tupl
         f"coalesce(ev.{_DIFF}[2], '')" if diffed else "''",
     ]
     select = ", ".join(f"{cell} AS {name}" for cell, name in zip(cells, COLUMNS, strict=True))
-    statement = (
-        f"SELECT {select} FROM ({events}) AS ev {_CONTEXT_SQL} ORDER BY {', '.join(ordering)}"
-    )
+    statement = f"SELECT {select} FROM ({events}) AS ev {_CONTEXT_SQL} ORDER BY {ordering}"
     return statement, params
 
 
@@ -277,18 +353,54 @@ def stream_csv(
     yield from _copy(statement, params, "FORMAT csv, ENCODING 'UTF8', FORCE_QUOTE *", queryset.db)
 
 
+def _json_text(expression: str) -> str:
+    return f"coalesce(to_json({expression})::text, 'null')"
+
+
+def jsonl_sql(queryset: models.QuerySet, *, diff: bool = True) -> tuple[str, tuple[Any, ...]]:
+    """SQL returning one JSON object per event of ``queryset``, as text, keyed by
+    ``JSONL_KEYS``.
+
+    Values are JSON values, not text cells: ``changed_fields`` an array, ``diff`` an
+    object (null for an object's first event and with ``diff=False``), ``data`` and
+    ``context`` objects. No formula guard: JSON strings carry the values as they are.
+    """
+    events, params, extended = _events_sql(queryset, diff=diff, as_json=True)
+    diffed = diff and extended
+    values = {
+        # The time has nothing to escape.
+        "time": f"'\"' || {_TIME_SQL} || '\"'",
+        "model": _json_text("ev.obj_model"),
+        "object_id": _json_text("ev.obj_id"),
+        "object": _json_text(_object_label_sql("ev.obj_id", guarded=False)),
+        "action": _json_text(_action_sql("ev.label")),
+        "user": "coalesce(c.username, 'null')",
+        "request_id": "coalesce(c.request_id, 'null')",
+        "url": "coalesce(c.url, 'null')",
+        "changed_fields": f"coalesce(ev.{_DIFF}[1], 'null')" if diffed else "'null'",
+        "diff": f"coalesce(ev.{_DIFF}[2], 'null')" if diffed else "'null'",
+        "data": f"ev.{_DATA}" if extended else "'null'",
+        "context": "coalesce(c.metadata, 'null')",
+    }
+    parts = [
+        sql.literal(("{" if i == 0 else ", ") + json.dumps(key) + ": ") + f", {value}"
+        for i, (key, value) in enumerate(values.items())
+    ]
+    # One concat() per line: its arguments are text already, and a line is one string.
+    statement = (
+        f"SELECT concat({', '.join(parts)}, '}}') FROM ({events}) AS ev {_JSONL_CONTEXT_SQL} "
+        f"ORDER BY {_ordering_sql(queryset)}"
+    )
+    return statement, params
+
+
 def stream_jsonl(queryset: models.QuerySet, *, diff: bool = True) -> Iterator[bytes]:
-    """Yield the export as JSON Lines (one object per event)."""
-    statement, params = rows_sql(queryset, diff=diff)
-    keys = ", ".join(sql.literal(n) for n in COLUMNS)
-    values = ", ".join(f"r.{n}" for n in COLUMNS)
-    # json_object(keys, values) of text arrays writes what json_build_object would, but
-    # without looking up each argument's type and output function on every row.
-    jsonl = f"SELECT json_object(ARRAY[{keys}], ARRAY[{values}])::text FROM ({statement}) AS r"
+    """Yield the export as JSON Lines (one object per event, see ``jsonl_sql``)."""
+    statement, params = jsonl_sql(queryset, diff=diff)
     # CSV format with quote and delimiter characters that JSON text never contains
     # raw: COPY passes every line through untouched (text format would double "\\").
     options = "FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02', ENCODING 'UTF8'"
-    yield from _copy(jsonl, params, options, queryset.db)
+    yield from _copy(statement, params, options, queryset.db)
 
 
 def write_csv(rows_iter: Iterator[tuple[Any, ...]], out: io.TextIOBase) -> None:

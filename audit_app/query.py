@@ -11,7 +11,6 @@ index (the object's key, foreign keys) are written into the branches directly by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from django.db import connections, models
 from django.db.models.sql import Query
 
 from audit_app import sql
+from audit_app.counting import RowCount, count_rows
 from audit_app.diff import attach_diffs
 from audit_app.event_sql import (
     AGGREGATE_TABLE,
@@ -220,18 +220,28 @@ class AuditEventQuerySet(models.QuerySet):
         clone._audit_diffs = False
         return clone
 
-    def estimated_count(self) -> int:
-        """The planner's estimate of how many events match; no COUNT(*) is run."""
+    def row_count(self) -> RowCount:
+        """How many events match: counted when that is cheap, else the planner's estimate.
+
+        A count reads at most ``AUDIT_EXACT_COUNT_LIMIT`` + 1 events, and runs only when
+        the planner expects no more than that many (leaving out the rows it invents for
+        tables never analyzed) and expects them to be cheap to read (see
+        ``audit_app.counting``).
+        """
         queryset = self.order_by()
         queryset.query.clear_limits()
-        compiler = queryset.query.get_compiler(using=queryset.db)
-        query_sql, params = compiler.as_sql()
-        with connections[queryset.db].cursor() as cursor:
-            cursor.execute(f"EXPLAIN (FORMAT JSON) {query_sql}", params)
-            plan = cursor.fetchone()[0]
-        if isinstance(plan, str):
-            plan = json.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+        # Only the key: no branch builds an event's data to be counted.
+        keys = queryset.values("event_id")
+        statement, params = keys.query.get_compiler(using=keys.db).as_sql()
+        tables = [m.audit_spec.event_table for m in self._event_models()]
+        return count_rows(statement, params, tables=tables, using=keys.db)
+
+    def estimated_count(self) -> int:
+        """How many events match: exact for a few, the planner's estimate for many.
+
+        ``row_count().value``; ``row_count().exact`` tells which it is.
+        """
+        return self.row_count().value
 
     def _fetch_all(self) -> None:
         fresh = self._result_cache is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections, models, transaction
 
@@ -12,17 +12,27 @@ from audit_app.registry import event_model_of
 from audit_app.trackers import check_label
 
 
-def _snapshot(
-    queryset: models.QuerySet, *, label: str, after: Any = None, limit: int | None = None
-) -> tuple[int, Any, int | None]:
-    """Insert one event per row of ``queryset`` (pk order, keyset-paginated).
+class _Batch(NamedTuple):
+    read: int
+    written: int
+    last_key: Any
+    last_event_id: int | None
 
-    Returns (rows written, largest pk written, largest event id written).
-    """
+
+def _snapshot(
+    queryset: models.QuerySet,
+    *,
+    label: str,
+    after: Any = None,
+    limit: int | None = None,
+    skip_with_history: bool = False,
+) -> _Batch:
+    """Insert one event per row of ``queryset`` after the key ``after`` (pk order, at
+    most ``limit`` rows), or per row without history; say what was read and written."""
     check_label(label, TrackingError)
     spec = event_model_of(queryset.model).audit_spec
     pk = f"{sql.NEW}.{sql.quote(spec.pk_column)}"
-    conditions, params = ["TRUE"], []
+    conditions, params = [], []
     if queryset.query.where:
         inner, inner_params = queryset.order_by().values("pk").query.sql_with_params()
         conditions.append(f"{pk} IN ({inner})")
@@ -30,19 +40,38 @@ def _snapshot(
     if after is not None:
         conditions.append(f"{pk} > %s")
         params.append(after)
-    tail = " AND ".join(conditions) + f" ORDER BY {pk}"
-    if limit:
-        tail += f" LIMIT {int(limit)}"
-    statement = (
-        f"WITH written AS ({sql.snapshot_sql(spec, label=label, where_sql=tail)}"
-        f" RETURNING {sql.quote(spec.pk_column)}, {sql.EVENT_ID})"
-        # max() is undefined for some key types (uuid): take the last key by ordering.
-        f" SELECT count(*), (SELECT {sql.quote(spec.pk_column)} FROM written ORDER BY 1 DESC"
-        f" LIMIT 1), max({sql.EVENT_ID}) FROM written"
+    statement = sql.snapshot_sql(
+        spec,
+        label=label,
+        where_sql=" AND ".join(conditions) or "TRUE",
+        limit=limit,
+        skip_with_history=skip_with_history,
     )
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(statement, params)
-        return cursor.fetchone()
+        return _Batch(*cursor.fetchone())
+
+
+class Backfilled(int):
+    """The number of events a backfill wrote; ``skipped`` counts the rows it left alone
+    because their object already had an event."""
+
+    skipped: int
+
+    def __new__(cls, written: int, skipped: int = 0) -> Backfilled:
+        result = super().__new__(cls, written)
+        result.skipped = skipped
+        return result
+
+    @property
+    def written(self) -> int:
+        return int(self)
+
+    def __str__(self) -> str:
+        return str(int(self))
+
+    def __repr__(self) -> str:
+        return f"Backfilled(written={int(self)}, skipped={self.skipped})"
 
 
 def backfill(
@@ -50,31 +79,48 @@ def backfill(
     *,
     label: str = "snapshot",
     batch_size: int = 50_000,
-) -> int:
-    """Write one ``label`` event per existing row, in batches; return how many."""
+    force: bool = False,
+) -> Backfilled:
+    """Write one ``label`` event per existing row that has none yet, in batches.
+
+    A row whose object already has an event in the model's own event table (any label:
+    its insert, an earlier backfill) is skipped, so running a backfill again writes
+    nothing new; ``force=True`` writes an event for every row. Returns the number of
+    events written, an int whose ``skipped`` attribute counts the rows skipped.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
     queryset = (
         model_or_queryset._default_manager.all()
         if isinstance(model_or_queryset, type)
         else model_or_queryset
     )
-    total, after = 0, None
+    written = skipped = 0
+    after = None
     while True:
         with transaction.atomic(using=queryset.db):
-            count, after_batch, _ = _snapshot(queryset, label=label, after=after, limit=batch_size)
-        total += count
-        if count < batch_size:
-            return total
-        after = after_batch
+            batch = _snapshot(
+                queryset,
+                label=label,
+                after=after,
+                limit=batch_size,
+                skip_with_history=not force,
+            )
+        written += batch.written
+        skipped += batch.read - batch.written
+        if batch.read < batch_size:
+            return Backfilled(written, skipped)
+        after = batch.last_key
 
 
 def create_event(obj: models.Model, *, label: str) -> models.Model:
     """Record the stored state of ``obj`` as an event labelled ``label``."""
     model = type(obj)
     queryset = model._default_manager.using(obj._state.db or "default").filter(pk=obj.pk)
-    count, _, event_id = _snapshot(queryset, label=label)
-    if not count:
+    batch = _snapshot(queryset, label=label)
+    if not batch.written:
         raise TrackingError(
             f"{model._meta.label} {obj.pk!r} is not in the database; save it before "
             "recording an event for it."
         )
-    return event_model_of(model)._default_manager.using(queryset.db).get(pk=event_id)
+    return event_model_of(model)._default_manager.using(queryset.db).get(pk=batch.last_event_id)

@@ -107,10 +107,14 @@ CONTEXT_USER_SQL = (
 )
 
 
-def select_list(spec: EventSpec, row: str, label: str, context_sql: str) -> str:
+def _system_values(label: str, context_sql: str) -> list[str]:
     # clock_timestamp(), not now(): events of one transaction get increasing times, so a
     # timeline across tables shows them in the order they were written.
-    values = ["clock_timestamp()", literal(label), context_sql, CONTEXT_USER_SQL]
+    return ["clock_timestamp()", literal(label), context_sql, CONTEXT_USER_SQL]
+
+
+def select_list(spec: EventSpec, row: str, label: str, context_sql: str) -> str:
+    values = _system_values(label, context_sql)
     values += [value_sql(spec, row, column) for column in spec.columns]
     return ", ".join(values)
 
@@ -204,15 +208,56 @@ def row_trigger_body(spec: EventSpec, *, label: str, row: str) -> str:
     )
 
 
-def snapshot_sql(spec: EventSpec, *, label: str, where_sql: str) -> str:
-    """INSERT ... SELECT events of existing rows (backfill and manual events).
+# The column of a backfill batch that says whether a row's object has an event yet.
+HAS_HISTORY = "audit_has_history"
 
-    ``where_sql`` filters the tracked table aliased ``n`` and may hold ``%s`` parameters.
+
+def snapshot_sql(
+    spec: EventSpec,
+    *,
+    label: str,
+    where_sql: str,
+    limit: int | None = None,
+    skip_with_history: bool = False,
+) -> str:
+    """One batch of events of existing rows (backfill and manual events).
+
+    Reads the rows of the tracked table (aliased ``n``) matching ``where_sql`` (which may
+    hold ``%s`` parameters) in key order, at most ``limit``, and writes a ``label`` event
+    for each; with ``skip_with_history`` only for rows whose object has no event in
+    ``spec.event_table`` yet. Returns one row: (rows read, events written, largest key
+    read, largest event id written).
     """
+    pk = quote(spec.pk_column)
+    # Masked values become markers here: the batch, which PostgreSQL may keep in a
+    # temporary file, never holds a secret.
+    values = ", ".join(f"{value_sql(spec, NEW, c)} AS {quote(c)}" for c in spec.columns)
+    # A scalar subquery, one probe of the (object, created_at) index per row read: as
+    # NOT EXISTS it could become an anti-join that hashes the whole event table for
+    # every batch, quadratic over a backfill. It runs above the LIMIT, so a batch
+    # probes only its own rows.
+    probe = (
+        f"(SELECT TRUE FROM {quote(spec.event_table)} AS h WHERE h.{pk} = {NEW}.{pk} LIMIT 1)"
+        " IS NOT NULL"
+        if skip_with_history
+        else "FALSE"
+    )
+    rows = (
+        f"SELECT {', '.join(f'{NEW}.{quote(c)}' for c in spec.columns)} "
+        f"FROM {quote(spec.table)} AS {NEW} WHERE {where_sql} ORDER BY {NEW}.{pk}"
+        + (f" LIMIT {int(limit)}" if limit else "")
+    )
+    copied = ", ".join(f"{NEW}.{quote(c)}" for c in spec.columns)
+    system = ", ".join(_system_values(label, f"(SELECT {CONTEXT_FUNCTION}())"))
     return (
-        insert_into(spec)
-        + f"\nSELECT {select_list(spec, NEW, label, f'(SELECT {CONTEXT_FUNCTION}())')}"
-        + f"\nFROM {quote(spec.table)} AS {NEW}\nWHERE {where_sql}"
+        f"WITH audit_batch AS MATERIALIZED (SELECT {values}, {probe} AS {HAS_HISTORY} "
+        f"FROM ({rows}) AS {NEW}),\n"
+        f"audit_written AS ({insert_into(spec)}\nSELECT {system}, {copied}\n"
+        f"FROM audit_batch AS {NEW} WHERE NOT {NEW}.{HAS_HISTORY} RETURNING {EVENT_ID})\n"
+        "SELECT (SELECT count(*) FROM audit_batch), (SELECT count(*) FROM audit_written), "
+        # max() is undefined for some key types (uuid): take the last key by ordering.
+        f"(SELECT {pk} FROM audit_batch ORDER BY 1 DESC LIMIT 1), "
+        f"(SELECT max({EVENT_ID}) FROM audit_written)"
     )
 
 

@@ -210,7 +210,7 @@ def test_every_event_carries_the_contexts_user(model, django_user_model):
     with audit_app.context(user=user.pk, username="carol"):
         w = model.objects.create(name="u")
         model.objects.filter(pk=w.pk).update(size=2)
-        audit_app.backfill(model.objects.filter(pk=w.pk))
+        audit_app.backfill(model.objects.filter(pk=w.pk), force=True)
         w.delete()
     rows = model.audit_event_model.objects.order_by("audit_id").select_related("audit_context")
     assert [(e.audit_label, e.audit_user_id) for e in rows] == [

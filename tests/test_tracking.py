@@ -296,14 +296,16 @@ class TestBackfill:
 
     def test_backfill_of_a_queryset(self):
         Widget.objects.bulk_create([Widget(name="a", size=i) for i in range(10)])
-        assert audit_app.backfill(Widget.objects.filter(size__lt=3), label="baseline") == 3
+        assert (
+            audit_app.backfill(Widget.objects.filter(size__lt=3), label="baseline", force=True) == 3
+        )
         assert Widget.audit_event_model.objects.filter(audit_label="baseline").count() == 3
 
     def test_backfill_of_a_child_and_a_proxy(self):
         DigitalProduct.objects.create(sku="d", name="d", price=1, download_url="https://x.org")
         User.objects.create_user("bob")
-        assert audit_app.backfill(DigitalProduct) == 1
-        assert audit_app.backfill(StaffUser) == 1
+        assert audit_app.backfill(DigitalProduct, force=True) == 1
+        assert audit_app.backfill(StaffUser, force=True) == 1
 
     def test_untracked_model_is_refused(self):
         from tests.trackapp.models import Color

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from audit_app import sql
+from audit_app.counting import count_rows
 from audit_app.export import stream_csv, stream_jsonl
 from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
@@ -47,6 +48,20 @@ def _model(label: str) -> Any:
     return model
 
 
+def _table_size(database: str, table: str) -> str | None:
+    """Events and disk size of an event table, e.g. "1204 events, 0.4 MiB" (None: missing).
+
+    The number is a count where that is cheap, else the planner's estimate after a "~".
+    """
+    with connections[database].cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(to_regclass(%s))", [sql.quote(table)])
+        size = cursor.fetchone()[0]
+    if size is None:
+        return None
+    events = count_rows(f"SELECT 1 FROM {sql.quote(table)}", (), tables=[table], using=database)
+    return f"{events} events, {size / 1048576:.1f} MiB"
+
+
 class Command(BaseCommand):
     help = "Inspect and maintain the audit history."
 
@@ -54,10 +69,17 @@ class Command(BaseCommand):
         parser.add_argument("--database", default="default")
         sub = parser.add_subparsers(dest="subcommand", required=True, parser_class=CommandParser)
         sub.add_parser("status", help="Tracked models, their triggers and event tables.")
-        fill = sub.add_parser("backfill", help="Write one baseline event per existing row.")
+        fill = sub.add_parser(
+            "backfill", help="Write one baseline event per existing row without history."
+        )
         fill.add_argument("models", nargs="+", metavar="app_label.Model")
         fill.add_argument("--label", default="snapshot")
         fill.add_argument("--batch-size", type=int, default=50_000)
+        fill.add_argument(
+            "--force",
+            action="store_true",
+            help="also write an event for rows that already have history",
+        )
         prune = sub.add_parser("prune", help="Delete events written before a date.")
         prune.add_argument("--before", required=True, type=_date, help="YYYY-MM-DD[THH:MM]")
         prune.add_argument("--model", action="append", default=[], metavar="app_label.Model")
@@ -83,12 +105,19 @@ class Command(BaseCommand):
     def handle_backfill(self, *, database: str, models: list[str], **options: Any) -> None:
         for label in models:
             model = _model(label)
-            count = backfill(
-                model._default_manager.using(database),
-                label=options["label"],
-                batch_size=options["batch_size"],
+            try:
+                written = backfill(
+                    model._default_manager.using(database),
+                    label=options["label"],
+                    batch_size=options["batch_size"],
+                    force=options["force"],
+                )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                f"{model._meta.label}: {written} {options['label']} event(s) written, "
+                f"{written.skipped} row(s) skipped (they already had history)"
             )
-            self.stdout.write(f"{model._meta.label}: {count} {options['label']} event(s) written")
 
     def handle_status(self, *, database: str, **options: Any) -> None:
         connection = connections[database]
@@ -108,19 +137,12 @@ class Command(BaseCommand):
         for model in tracked_models():
             event_model = model.audit_event_model
             table = event_model._meta.db_table
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
-                    "WHERE c.oid = to_regclass(%s)",
-                    [table],
-                )
-                row = cursor.fetchone()
-            size = (
-                f"~{max(row[0], 0)} events, {row[1] / 1048576:.1f} MiB" if row else "TABLE MISSING"
-            )
-            if not row:
+            size = _table_size(database, table)
+            if size is None:
                 problems.append(table)
-            self.stdout.write(f"{model._meta.label} -> {event_model._meta.label} ({size})")
+            self.stdout.write(
+                f"{model._meta.label} -> {event_model._meta.label} ({size or 'TABLE MISSING'})"
+            )
             for trigger in triggers.get(model, []):
                 status, enabled = trigger.get_installation_status(model, database=database)
                 state = str(status).lower() + ("" if enabled in (True, None) else ", DISABLED")
