@@ -19,6 +19,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import select_template
 
+from audit_admin import themes
 from audit_admin.links import event_browser_url
 
 
@@ -62,4 +63,7 @@ class AuditActivityMixin:
                 self.get_audit_activity_url(request, obj) if obj is not None and not add else None
             ),
         }
-        return super().render_change_form(request, context, add, change, form_url, obj)
+        response = super().render_change_form(request, context, add, change, form_url, obj)
+        return themes.use_theme(
+            response, AuditActivityMixin.change_form_template, "events/activity_change_form.html"
+        )

@@ -39,7 +39,7 @@ from django.urls import path, reverse
 from django.utils import formats
 from django_tables2.paginators import LazyPaginator
 
-from audit_admin import actions, conf
+from audit_admin import actions, conf, themes
 from audit_admin.browser_filters import EventFilterSet
 from audit_admin.browser_tables import EventTable, PageResolver
 from audit_admin.export import export_response
@@ -194,10 +194,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         return ORDERINGS.get(request.GET.get("sort", ""), ORDERINGS["newest"])
 
     def get_template_names(self, request: HttpRequest, name: str) -> list[str]:
-        """Per-model, then default template names (as the admin's own views look them up)."""
+        """Per-model, the theme's, then default template names."""
         opts = self.opts
         return [f"audit_admin/{opts.app_label}/{opts.model_name}/events/{name}",
-                f"audit_admin/events/{name}"]  # fmt: skip
+                *themes.template_names(f"events/{name}")]  # fmt: skip
 
     # -- the browser -------------------------------------------------------------------------
 

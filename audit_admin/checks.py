@@ -8,6 +8,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.core import checks
 
+from audit_admin import conf, themes
 from audit_admin.mixins import AuditHistoryMixin
 
 REQUIRED_APPS = {
@@ -45,3 +46,44 @@ def check_history_admins(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 )
             )
     return errors
+
+
+@checks.register(checks.Tags.templates)
+def check_theme(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    theme = conf.theme()
+    messages: list[checks.CheckMessage] = []
+    if apps.is_installed("unfold") and theme != "unfold":
+        messages.append(
+            checks.Warning(
+                "django-unfold is installed, but AUDIT_ADMIN_THEME is not 'unfold': the "
+                "history pages and the event browser use templates made for Django's own "
+                "admin, and look unstyled under unfold.",
+                hint="Set AUDIT_ADMIN_THEME = 'unfold' (see the Themes section of docs/admin.md).",
+                id="audit_admin.W001",
+            )
+        )
+    if theme is None:
+        return messages
+    if not themes.is_known(theme):
+        messages.append(
+            checks.Error(
+                f"AUDIT_ADMIN_THEME is {theme!r}: no such theme (built in: "
+                f"{', '.join(repr(t) for t in themes.BUILTIN_THEMES)}), and no template "
+                f"of it is found under audit_admin/themes/.",
+                hint="Fix the name, set AUDIT_ADMIN_THEME = None for Django's own admin, or "
+                "add the theme's templates under templates/audit_admin/themes/<name>/.",
+                id="audit_admin.E005",
+            )
+        )
+    elif theme in themes.BUILTIN_THEMES and not apps.is_installed(themes.BUILTIN_THEMES[theme]):
+        app = themes.BUILTIN_THEMES[theme]
+        messages.append(
+            checks.Error(
+                f"AUDIT_ADMIN_THEME is {theme!r}, but '{app}' is not in INSTALLED_APPS: the "
+                "theme's templates extend that app's own.",
+                hint=f"Install the theme's app (pip install 'django-audit-admin[{theme}]') and "
+                f"add '{app}' to INSTALLED_APPS, or set AUDIT_ADMIN_THEME = None.",
+                id="audit_admin.E006",
+            )
+        )
+    return messages

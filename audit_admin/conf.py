@@ -44,3 +44,12 @@ def max_page() -> int:
 def bulk_revert_limit() -> int:
     """How many events one bulk revert may apply (``AUDIT_ADMIN_BULK_REVERT_LIMIT``)."""
     return int(_get("BULK_REVERT_LIMIT", 100))
+
+
+def theme() -> str | None:
+    """The admin skin our pages are styled for (``AUDIT_ADMIN_THEME``).
+
+    None (the default) for Django's own admin; a name such as ``"unfold"`` makes every
+    page look up ``audit_admin/themes/<name>/`` templates before the stock ones.
+    """
+    return _get("THEME", None) or None

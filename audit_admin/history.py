@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from audit_admin import rendering
+from audit_admin import rendering, themes
 from audit_admin.links import AdminLinks
 from audit_admin.pages import admin_context
 from audit_admin.pagination import paginate_lazily
@@ -102,11 +102,11 @@ class HistoryPage:
         return context
 
     def template(self, name: str) -> list[str]:
-        """Per-model, per-app, then default template names (as the admin's own views do)."""
+        """Per-model, per-app, the theme's, then default template names."""
         return [
             f"audit_admin/{self.opts.app_label}/{self.opts.model_name}/{name}",
             f"audit_admin/{self.opts.app_label}/{name}",
-            f"audit_admin/{name}",
+            *themes.template_names(name),
         ]
 
 

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import select_template
 from django.urls import path, reverse
 
-from audit_admin import history, reverts
+from audit_admin import history, reverts, themes
 from audit_admin.history_filters import HistoryFilterSet
 from audit_admin.history_tables import HistoryTable
 from audit_admin.links import event_browser_url
@@ -149,7 +149,11 @@ class AuditHistoryMixin:
             ),
             **(extra_context or {}),
         }
-        return super().changelist_view(request, extra_context=context)
+        response = super().changelist_view(request, extra_context=context)
+        # Our changelist template, in the active theme's version (docs/admin.md#themes).
+        return themes.use_theme(
+            response, AuditHistoryMixin.change_list_template, "change_list.html"
+        )
 
 
 class AuditModelAdmin(AuditHistoryMixin, admin.ModelAdmin):

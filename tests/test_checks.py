@@ -87,3 +87,30 @@ def test_audit_admin_checks(monkeypatch):
     finally:
         admin.site.unregister(Color)
     assert error.id == "audit_admin.E004" and "not tracked" in error.msg
+
+
+def test_audit_admin_theme_checks(monkeypatch, settings):
+    import audit_admin.checks as admin_checks
+
+    installed = {"unfold"}
+    monkeypatch.setattr(
+        admin_checks.apps, "is_installed", lambda name: name in installed or name != "unfold"
+    )
+    # Without unfold and without a theme: nothing to say.
+    installed.clear()
+    assert admin_checks.check_theme() == []
+    # unfold installed, the theme not set: W001, with the fix.
+    installed.add("unfold")
+    (warning,) = admin_checks.check_theme()
+    assert warning.id == "audit_admin.W001" and "AUDIT_ADMIN_THEME = 'unfold'" in warning.hint
+    settings.AUDIT_ADMIN_THEME = "unfold"
+    assert admin_checks.check_theme() == []
+    # A theme whose app is not installed: E006.
+    installed.clear()
+    (error,) = admin_checks.check_theme()
+    assert error.id == "audit_admin.E006" and "INSTALLED_APPS" in error.hint
+    # A name no template folder provides, or no name at all: E005.
+    for theme in ("unfld", "../admin", ["unfold"]):
+        settings.AUDIT_ADMIN_THEME = theme
+        (error,) = admin_checks.check_theme()
+        assert error.id == "audit_admin.E005" and "AUDIT_ADMIN_THEME" in error.hint

@@ -19,6 +19,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "audit_admin/base.html"
 STATIC_FILES = ("audit_admin/css/audit_admin.css", "audit_admin/js/audit_admin.js")
+# The unfold theme (AUDIT_ADMIN_THEME = "unfold") ships in the wheel too.
+THEME_FILES = (
+    "audit_admin/templates/audit_admin/themes/unfold/base.html",
+    "audit_admin/templates/audit_admin/themes/unfold/events/change_list.html",
+    "audit_admin/static/audit_admin/css/themes/unfold.css",
+)
 
 # Runs inside the clean virtualenv: minimal settings, no database access.
 CHECK_SCRIPT = textwrap.dedent(
@@ -103,6 +109,7 @@ def test_wheel_contains_templates_static_files_and_type_marker(wheel):
     for name in STATIC_FILES:
         assert f"audit_admin/static/{name}" in names
     assert "audit_app/py.typed" in names
+    assert set(THEME_FILES) <= names
     assert not [n for n in names if n.startswith(("tests/", "example_project/", "bench/"))]
 
 
