@@ -111,13 +111,12 @@ def test_backfill_command_says_what_it_wrote_and_skipped(capsys):
     Widget.objects.create(name="tracked")
     call_command("audit", "backfill", "trackapp.Widget")
     assert capsys.readouterr().out == (
-        "trackapp.Widget: 1 snapshot event(s) written, "
-        "1 row(s) skipped (they already had history)\n"
+        "trackapp.Widget: 1 snapshot event written, 1 row skipped (it already had history)\n"
     )
     call_command("audit", "backfill", "trackapp.Widget")
-    assert "0 snapshot event(s) written, 2 row(s) skipped" in capsys.readouterr().out
+    assert "0 snapshot events written, 2 rows skipped" in capsys.readouterr().out
     call_command("audit", "backfill", "trackapp.Widget", "--force", "--label", "baseline")
-    assert "2 baseline event(s) written, 0 row(s) skipped" in capsys.readouterr().out
+    assert "2 baseline events written, 0 rows skipped" in capsys.readouterr().out
     with pytest.raises(CommandError, match="batch_size must be at least 1"):
         call_command("audit", "backfill", "trackapp.Widget", "--batch-size", "0")
 

@@ -67,7 +67,7 @@ def test_backfill_command_runs_under_a_command_context(capsys):
             "INSERT INTO trackapp_widget (name, size, data, secret_token) VALUES ('a', 0, '{}', '')"
         )
     call_command("audit", "backfill", "trackapp.Widget")
-    assert "trackapp.Widget: 1 snapshot event(s) written" in capsys.readouterr().out
+    assert "trackapp.Widget: 1 snapshot event written" in capsys.readouterr().out
     event = Widget.audit_event_model.objects.get(audit_label="snapshot")
     assert event.audit_context.metadata == {"command": "audit"}
 

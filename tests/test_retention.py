@@ -70,10 +70,24 @@ def test_prune_everything_also_removes_unreferenced_contexts(capsys):
     )
     out = capsys.readouterr().out
     assert "sanctioned way past append-only protection" in out
-    assert "trackapp.WidgetEvent: deleted 1" in out
-    assert "audit_app.Context: deleted 1" in out
+    assert "trackapp.WidgetEvent: 1 row deleted" in out
+    assert "audit_app.Context: 1 row deleted" in out
+    assert out.rstrip().endswith("2 rows deleted")
     # The prune's own record keeps the context it ran in (the command's).
     assert Context.objects.filter(metadata__command="audit").exists()
+
+
+def test_prune_dry_run_says_what_would_be_deleted_in_plural_forms(capsys):
+    with audit_app.context(user=None, batch="old"):
+        Widget.objects.create(name="a")
+        Widget.objects.create(name="b")
+    age_events("trackapp_widgetevent", 40)
+    cutoff = (timezone.now() - datetime.timedelta(days=1)).date().isoformat()
+    call_command("audit", "prune", "--before", cutoff, "--dry-run")
+    out = capsys.readouterr().out
+    assert "trackapp.WidgetEvent: 2 rows would be deleted" in out
+    assert "row(s)" not in out
+    assert Widget.audit_event_model.objects.count() == 2
 
 
 def test_prune_command_rejects_bad_dates():

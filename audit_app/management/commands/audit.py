@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.translation import ngettext
 
 from audit_app import sql
 from audit_app.counting import count_rows
@@ -23,6 +24,16 @@ from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
 from audit_app.retention import prune
 from audit_app.snapshots import backfill
+
+
+def _pruned(count: int, *, dry_run: bool) -> str:
+    """ "25 rows deleted", or "25 rows would be deleted" for a dry run (events and the
+    context rows no event refers to any more)."""
+    if dry_run:
+        text = ngettext("%(count)d row would be deleted", "%(count)d rows would be deleted", count)
+    else:
+        text = ngettext("%(count)d row deleted", "%(count)d rows deleted", count)
+    return text % {"count": count}
 
 
 def _date(value: str) -> datetime.datetime:
@@ -114,10 +125,15 @@ class Command(BaseCommand):
                 )
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
-            self.stdout.write(
-                f"{model._meta.label}: {written} {options['label']} event(s) written, "
-                f"{written.skipped} row(s) skipped (they already had history)"
-            )
+            events = ngettext(
+                "%(count)d %(label)s event written", "%(count)d %(label)s events written", written
+            ) % {"count": written, "label": options["label"]}
+            skipped = ngettext(
+                "%(count)d row skipped (it already had history)",
+                "%(count)d rows skipped (they already had history)",
+                written.skipped,
+            ) % {"count": written.skipped}
+            self.stdout.write(f"{model._meta.label}: {events}, {skipped}")
 
     def handle_status(self, *, database: str, **options: Any) -> None:
         connection = connections[database]
@@ -158,7 +174,6 @@ class Command(BaseCommand):
 
     def handle_prune(self, *, database: str, before: Any, model: list[str], **options: Any) -> None:
         models = [_model(label) for label in model] or None
-        verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(
             "audit prune is the sanctioned way past append-only protection; it is recorded "
             "in audit_app_bypass."
@@ -172,8 +187,9 @@ class Command(BaseCommand):
             log=self.stdout.write if options["verbosity"] > 1 else (lambda message: None),
         )
         for label, count in counts.items():
-            self.stdout.write(f"{label}: {verb} {count}")
-        self.stdout.write(self.style.SUCCESS(f"{sum(counts.values())} row(s) {verb}"))
+            self.stdout.write(f"{label}: {_pruned(count, dry_run=options['dry_run'])}")
+        total = sum(counts.values())
+        self.stdout.write(self.style.SUCCESS(_pruned(total, dry_run=options["dry_run"])))
 
     def handle_export(self, *, database: str, **options: Any) -> None:
         queryset = AuditEvent.objects.using(database)
