@@ -23,7 +23,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from audit_admin import rendering
+from audit_admin import context_lines, rendering
 from audit_admin.links import AdminLinks, admin_url, model_admin_for
 from audit_admin.table_base import AuditTable
 from audit_app.diff import to_python
@@ -54,7 +54,7 @@ class PageResolver:
         self.links = AdminLinks(request, admin_site)
         self.objects: dict[str, ObjectInfo] = {}
         self.shown: dict[str, list[rendering.ShownChange]] = {}
-        self.sources: dict[str, rendering.SourceVersion] = {}
+        self.sources: dict[str, context_lines.SourceVersion] = {}
         self.usernames: dict[Any, str] = {}
         self._model_links: dict[str, SafeString] = {}
 
@@ -77,7 +77,7 @@ class PageResolver:
         self._resolve_objects(records)
         self._resolve_changes(records)
         self._resolve_users(records)
-        self.sources = rendering.source_versions(r.metadata for r in records)
+        self.sources = context_lines.source_versions(r.metadata for r in records)
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -296,12 +296,12 @@ class EventTable(AuditTable):
             if request_id
             else None
         )
-        return rendering.join_lines(
+        return context_lines.join_lines(
             [
                 request_link,
-                rendering.url_line(meta, 60),
-                rendering.command_line(meta),
-                rendering.action_line(meta, self._page().sources),
-                rendering.reason_line(meta, 120),
+                context_lines.url_line(meta, 60),
+                context_lines.command_line(meta),
+                context_lines.action_line(meta, self._page().sources),
+                context_lines.reason_line(meta, 120),
             ]
         )

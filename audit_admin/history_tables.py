@@ -8,24 +8,24 @@ import django_tables2 as tables
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from audit_admin import rendering
+from audit_admin import context_lines, rendering
 from audit_admin.table_base import AuditTable
 from audit_app.models import AuditEvent
 
 NO_USER = mark_safe('<span class="audit-unknown">no user recorded</span>')
 
 
-def context_lines(
-    meta: dict[str, Any], sources: dict[str, rendering.SourceVersion] | None = None
+def timeline_context(
+    meta: dict[str, Any], sources: dict[str, context_lines.SourceVersion] | None = None
 ) -> SafeString:
     """What the timeline shows of an event's context: revert source, reason, request."""
-    return rendering.join_lines(
+    return context_lines.join_lines(
         [
-            rendering.action_line(meta, sources),
-            rendering.reason_line(meta),
-            rendering.url_line(meta, 80),
-            rendering.request_line(meta),
-            rendering.command_line(meta),
+            context_lines.action_line(meta, sources),
+            context_lines.reason_line(meta),
+            context_lines.url_line(meta, 80),
+            context_lines.request_line(meta),
+            context_lines.command_line(meta),
         ]
     )
 
@@ -50,7 +50,7 @@ class HistoryTable(AuditTable):
         # ``history``: the view's helper with the admin, request, permissions and URLs.
         self.history = history
         self._shown: dict[str, list[rendering.ShownChange]] | None = None
-        self._sources: dict[str, rendering.SourceVersion] = {}
+        self._sources: dict[str, context_lines.SourceVersion] = {}
         self._csrf: SafeString | None = None
         super().__init__(*args, **kwargs)
 
@@ -62,7 +62,7 @@ class HistoryTable(AuditTable):
             self._shown = rendering.prepare_per_event(
                 records, self.history.request, self.history.admin_site
             )
-            self._sources = rendering.source_versions(r.metadata for r in records)
+            self._sources = context_lines.source_versions(r.metadata for r in records)
 
     def render_compare(self, record: AuditEvent) -> str:
         return format_html(
@@ -88,7 +88,7 @@ class HistoryTable(AuditTable):
             record.action,
             rendering.time_html(record.created_at),
             who or NO_USER,
-            context_lines(meta, self._sources),
+            timeline_context(meta, self._sources),
         )
 
     def render_changes(self, record: AuditEvent) -> str:
