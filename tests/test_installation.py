@@ -1,8 +1,6 @@
 """What is installed in the database: functions, triggers, and the status command."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pgtrigger
@@ -12,6 +10,7 @@ from django.db import connection
 
 import audit_app
 from audit_app.installation import our_triggers
+from tests.subprocess_pytest import run_pytest
 from tests.trackapp.models import Widget
 
 pytestmark = pytest.mark.django_db
@@ -94,28 +93,6 @@ def test_database_built_without_migrations_has_function_and_triggers(tmp_path):
         "    event = Widget.audit_event_model.objects.get()\n"
         "    assert event.audit_context.metadata == {'user': None, 'probe': True}\n"
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(probe),
-            "--no-migrations",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(ROOT),
-            "-c",
-            str(ROOT / "pyproject.toml"),
-            "--ds",
-            "tests.settings_nomigrations",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_pytest(probe, "tests.settings_nomigrations", "--no-migrations")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
