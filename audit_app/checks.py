@@ -8,6 +8,9 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import connections
+from django.utils.translation import ngettext
+
+from audit_app import conf, seal_keys, sealing_sql
 
 MIDDLEWARE = "audit_app.middleware.AuditContextMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -88,3 +91,64 @@ def check_apps_and_middleware(app_configs: Any = None, **kwargs: Any) -> list[ch
             )
         )
     return errors
+
+
+# -- sealed history (docs/integrity.md) ------------------------------------------------------
+
+
+@checks.register(checks.Tags.security)
+def check_seal_keys(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Seal key settings that cannot work (E010) or are weak (W011)."""
+    errors: list[checks.CheckMessage] = [
+        checks.Error(
+            problem,
+            hint="Fix the key file setting, or remove it to authenticate with AUDIT_SEAL_KEY.",
+            id="audit_app.E010",
+        )
+        for problem in seal_keys.key_file_problems()
+    ]
+    short = [key for key in conf.seal_keys() if len(key) < seal_keys.MIN_KEY_BYTES]
+    if short:
+        errors.append(
+            checks.Warning(
+                f"AUDIT_SEAL_KEY holds a key of {len(short[0])} bytes; a key that short can be "
+                "guessed, and with it sealed history rewritten undetectably.",
+                hint="Use at least 32 random bytes: python -c 'import secrets; "
+                "print(secrets.token_hex(32))'.",
+                id="audit_app.W011",
+            )
+        )
+    return errors
+
+
+@checks.register(checks.Tags.database)
+def check_sealed_history_has_a_key(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Sealed history exists but no key is set to seal or verify it (W010)."""
+    if seal_keys.configured():
+        return []
+    warnings: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [sealing_sql.SEAL_TABLE])
+            if not cursor.fetchone()[0]:
+                continue
+            cursor.execute(f"SELECT count(*) FROM {sealing_sql.SEAL_TABLE}")
+            records = cursor.fetchone()[0]
+        if records:
+            warnings.append(
+                checks.Warning(
+                    f"Database {alias!r} holds "
+                    + ngettext("%(n)d seal record", "%(n)d seal records", records) % {"n": records}
+                    + ", but no seal key is set: audit seal and audit verify cannot run, and "
+                    "prunes leave no record.",
+                    hint="Set AUDIT_SEAL_KEY (or AUDIT_SEAL_PRIVATE_KEY_FILE / "
+                    "AUDIT_SEAL_PUBLIC_KEY_FILE) to the key that sealed this history.",
+                    id="audit_app.W010",
+                )
+            )
+    return warnings

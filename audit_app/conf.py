@@ -86,3 +86,33 @@ def command_context() -> bool:
 def command_context_exclude() -> tuple[str, ...]:
     """Commands never wrapped in a context: servers get one context per request."""
     return tuple(_get("COMMAND_CONTEXT_EXCLUDE", ("runserver", "testserver", "test", "shell")))
+
+
+# -- sealing (docs/integrity.md) -----------------------------------------------------------------
+
+
+def seal_keys() -> list[bytes]:
+    """HMAC keys of sealed history (``AUDIT_SEAL_KEY``): the first seals, every one verifies.
+
+    A str or bytes, or a list of them to rotate keys (the new key first). Never stored
+    in the database.
+    """
+    value = _get("SEAL_KEY", None)
+    if value is None:
+        return []
+    values = [value] if isinstance(value, (str, bytes)) else list(value)
+    return [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in values if v]
+
+
+def seal_private_key_file() -> str | None:
+    """PEM file of an Ed25519 private key that signs seal records instead of HMAC
+    (``AUDIT_SEAL_PRIVATE_KEY_FILE``)."""
+    value = _get("SEAL_PRIVATE_KEY_FILE", None)
+    return str(value) if value else None
+
+
+def seal_public_key_file() -> str | None:
+    """PEM file of the Ed25519 public key that checks signed seal records
+    (``AUDIT_SEAL_PUBLIC_KEY_FILE``); derived from the private key when unset."""
+    value = _get("SEAL_PUBLIC_KEY_FILE", None)
+    return str(value) if value else None

@@ -43,3 +43,18 @@ class RevertSchemaError(RevertError):
 
 class NothingToRevert(RevertError):
     """The object already matches the version."""
+
+
+# -- sealing (docs/integrity.md) -----------------------------------------------------------------
+
+
+class SealError(AuditError):
+    """Sealed history cannot be sealed, verified or read as asked; nothing was written."""
+
+
+class SealKeyError(SealError):
+    """No usable key to authenticate or check seal records."""
+
+
+class HeadsError(SealError):
+    """A heads file that cannot be read or does not hold heads."""

@@ -158,6 +158,7 @@ class AuditEvent(models.Model):
         permissions = (
             ("revert_auditevent", "Can revert objects to an earlier version"),
             ("export_auditevent", "Can export audit events"),
+            ("verify_auditevent", "Can see the integrity of audit history"),
         )
         verbose_name = "audit event"
 
@@ -203,3 +204,97 @@ class AuditEvent(models.Model):
         return revert(
             self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id
         )
+
+
+# -- sealing (docs/integrity.md) -------------------------------------------------------------
+
+
+class Seal(models.Model):
+    """One record of the seal chain: a sealed batch of one event table, or a prune.
+
+    Each record holds the previous record's hash and is authenticated with a key the
+    database never holds (``audit_app.seal_keys``); ``audit_app.sealing`` writes them,
+    ``audit_app.verification`` checks them.
+    """
+
+    SEAL = "seal"
+    PRUNE = "prune"
+
+    seq = models.BigIntegerField(primary_key=True)
+    kind = models.TextField()
+    created_at = models.DateTimeField()
+    table_name = models.TextField()
+    # Seal: the new ids (previous high-water mark, this one]; prune: the ids deleted.
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    row_count = models.BigIntegerField()
+    # Seal: keys, context keys, gaps, late rows, open gaps; prune: id runs, reason.
+    details = models.JSONField()
+    root = models.BinaryField()
+    prev_hash = models.BinaryField()
+    hash = models.BinaryField()
+    method = models.TextField()
+    key_id = models.TextField()
+    authenticator = models.BinaryField()
+
+    class Meta:
+        db_table = "audit_app_seal"
+        ordering = ("seq",)
+        indexes: ClassVar = [
+            models.Index(fields=["table_name", "kind", "seq"], name="audit_seal_table_kind")
+        ]
+        triggers: ClassVar = [AppendOnly("audit_immutable", truncate=False)]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.seq} of {self.table_name}"
+
+
+class SealChunk(models.Model):
+    """Up to 4,096 rows of a sealed batch: their ids and each row's digest and fingerprints."""
+
+    id = models.BigAutoField(primary_key=True)
+    seal = models.ForeignKey(
+        Seal, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    position = models.IntegerField()
+    table_name = models.TextField()
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    row_count = models.IntegerField()
+    ids = models.JSONField()
+    rows = models.BinaryField()
+
+    class Meta:
+        db_table = "audit_app_seal_chunk"
+        indexes: ClassVar = [
+            models.Index(fields=["seal", "position"], name="audit_seal_chunk_order")
+        ]
+        triggers: ClassVar = [AppendOnly("audit_immutable", truncate=False)]
+
+    def __str__(self) -> str:
+        return f"chunk {self.position} of seal {self.seal_id}"
+
+
+class IntegrityRun(models.Model):
+    """A run of ``audit seal`` or ``audit verify``: when, how many events, the outcome."""
+
+    SEAL = "seal"
+    VERIFY = "verify"
+
+    kind = models.TextField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    findings = models.IntegerField(default=0)
+    events = models.BigIntegerField(default=0)
+    summary = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "audit_app_integrity_run"
+        indexes: ClassVar = [
+            models.Index(fields=["kind", "-started_at"], name="audit_integrity_run_kind")
+        ]
+        triggers: ClassVar = [AppendOnly("audit_immutable", truncate=False)]
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.started_at:%Y-%m-%d %H:%M}: {'ok' if self.ok else 'failed'}"

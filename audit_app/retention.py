@@ -8,6 +8,7 @@ table leaves a row in ``audit_app_bypass`` saying who pruned what and why.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from django.db import connections, models, transaction
 from audit_app import sql
 from audit_app.registry import event_models
 from audit_app.runtime import current_context
+from audit_app.sealing import prune_records
 from audit_app.triggers import AppendOnly
 
 
@@ -31,7 +33,13 @@ def _protection(model: type[models.Model]) -> list[str]:
 
 
 def _delete_batches(
-    cursor: Any, table: str, protected: list[str], where: str, params: list[Any], batch_size: int
+    cursor: Any,
+    table: str,
+    protected: list[str],
+    where: str,
+    params: list[Any],
+    batch_size: int,
+    record: Callable[[Any, str, list[int]], None] | None = None,
 ) -> int:
     total = 0
     quoted = sql.quote(table)
@@ -42,10 +50,14 @@ def _delete_batches(
                 cursor.execute(f"ALTER TABLE {quoted} DISABLE TRIGGER {sql.quote(pgid)}")
             cursor.execute(
                 f"DELETE FROM {quoted} WHERE {key} IN (SELECT {key} FROM {quoted} WHERE {where} "
-                f"ORDER BY {key} LIMIT {int(batch_size)})",
+                f"ORDER BY {key} LIMIT {int(batch_size)})"
+                + (f" RETURNING {key}" if record else ""),
                 params,
             )
             deleted = cursor.rowcount
+            if record:
+                # Sealed history: the prune record is written in the deleting transaction.
+                record(cursor, table, [row[0] for row in cursor.fetchall()])
             for pgid in protected:
                 cursor.execute(f"ALTER TABLE {quoted} ENABLE TRIGGER {sql.quote(pgid)}")
         total += deleted
@@ -81,7 +93,10 @@ def prune(
     if current_context():
         reason += f" ({', '.join(f'{k}={v}' for k, v in sorted(current_context().items()))})"
     counts: dict[str, int] = {}
-    with connections[using].cursor() as cursor:
+    with (
+        prune_records(using, reason) if not dry_run else contextlib.nullcontext() as recorder,
+        connections[using].cursor() as cursor,
+    ):
         for event_model in chosen:
             table = event_model._meta.db_table
             if dry_run:
@@ -94,7 +109,7 @@ def prune(
             if protected:
                 log(f"{event_model._meta.label}: lifting append-only protection batch by batch")
             count = _delete_batches(
-                cursor, table, protected, "audit_created_at < %s", [before], batch_size
+                cursor, table, protected, "audit_created_at < %s", [before], batch_size, recorder
             )
             counts[event_model._meta.label] = count
             if count:

@@ -1,4 +1,4 @@
-"""``manage.py audit``: status, backfill, export and prune of the audit history."""
+"""``manage.py audit``: status, backfill, export, prune, seal and verify of the audit history."""
 
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import ngettext
 
+from audit_app import heads as seal_heads
 from audit_app import sql
 from audit_app.counting import count_rows
+from audit_app.exceptions import SealError
 from audit_app.export import stream_csv, stream_jsonl
 from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
 from audit_app.retention import prune
+from audit_app.seal_keys import configured as seal_key_configured
+from audit_app.sealing import seal, sealing_in_use
 from audit_app.snapshots import backfill
+from audit_app.verification import verify
 
 
 def _pruned(count: int, *, dry_run: bool) -> str:
@@ -73,6 +78,34 @@ def _table_size(database: str, table: str) -> str | None:
     return f"{events} events, {size / 1048576:.1f} MiB"
 
 
+def _add_integrity_parsers(sub: Any) -> None:
+    """The seal and verify subcommands (docs/integrity.md)."""
+    sealer = sub.add_parser("seal", help="Seal the events written since the last seal.")
+    sealer.add_argument("--model", action="append", default=[], metavar="app_label.Model")
+    sealer.add_argument(
+        "--emit-head",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the chain's newest head: appended to FILE, or printed without one",
+    )
+    checker = sub.add_parser("verify", help="Check sealed history; exit 1 with findings.")
+    checker.add_argument("--heads", metavar="FILE", help="heads kept outside the database")
+    checker.add_argument("--since", type=_date, help="check rows of seals since this date only")
+    checker.add_argument("--model", action="append", default=[], metavar="app_label.Model")
+    checker.add_argument(
+        "--jobs", type=int, default=2, help="database connections checking rows (default 2)"
+    )
+
+
+def _progress_bar(stream: Any) -> Any:
+    def show(done: int, total: int) -> None:
+        share = min(done / total, 1) if total else 1
+        stream.write(f"\r[{'#' * int(share * 30):<30}] {done:,}/{total:,} events", ending="")
+
+    return show
+
+
 class Command(BaseCommand):
     help = "Inspect and maintain the audit history."
 
@@ -96,6 +129,7 @@ class Command(BaseCommand):
         prune.add_argument("--model", action="append", default=[], metavar="app_label.Model")
         prune.add_argument("--dry-run", action="store_true")
         prune.add_argument("--batch-size", type=int, default=10_000)
+        _add_integrity_parsers(sub)
         export = sub.add_parser("export", help="Write events as CSV or JSON Lines.")
         export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
         export.add_argument("--model", action="append", default=[], metavar="app_label.Model")
@@ -178,6 +212,11 @@ class Command(BaseCommand):
             "audit prune is the sanctioned way past append-only protection; it is recorded "
             "in audit_app_bypass."
         )
+        if not options["dry_run"] and sealing_in_use(database) and not seal_key_configured():
+            self.stderr.write(
+                "Warning: sealed events are pruned without a seal key (AUDIT_SEAL_KEY), so no "
+                "prune record authenticates it: audit verify will report them as deleted."
+            )
         counts = prune(
             before,
             models=models,
@@ -231,3 +270,54 @@ class Command(BaseCommand):
             self.stderr.write("")
         if options["output"]:
             self.stdout.write(f"wrote {written} bytes to {options['output']}")
+
+    # -- sealed history (docs/integrity.md) -----------------------------------------------------
+
+    def handle_seal(
+        self, *, database: str, model: list[str], emit_head: Any, **options: Any
+    ) -> None:
+        models = [_model(label) for label in model] or None
+        log = self.stdout.write if options["verbosity"] > 1 else (lambda message: None)
+        try:
+            run = seal(models, using=database, log=log)
+        except SealError as exc:
+            raise CommandError(str(exc)) from exc
+        for table in run.tables:
+            if table.rows or table.late:
+                self.stdout.write(
+                    f"{table.label}: {table.rows} new, {table.late} late events sealed"
+                )
+        head = f"; the chain ends at record {run.head.seq}" if run.head else ""
+        self.stdout.write(self.style.SUCCESS(f"{run.events} events sealed{head}"))
+        if emit_head is not None:
+            if run.head is None:
+                raise CommandError("Nothing is sealed yet, so there is no head to emit.")
+            try:
+                line = seal_heads.write_head(run.head, emit_head)
+            except SealError as exc:
+                raise CommandError(str(exc)) from exc
+            if emit_head == "-":
+                self.stdout.write(line)
+            else:
+                self.stdout.write(f"head of record {run.head.seq} appended to {emit_head}")
+
+    def handle_verify(self, *, database: str, model: list[str], **options: Any) -> None:
+        models = [_model(label) for label in model] or None
+        progress = _progress_bar(self.stderr) if self.stderr.isatty() else (lambda d, t: None)
+        try:
+            heads = seal_heads.read_heads(options["heads"]) if options["heads"] else None
+            report = verify(
+                models, heads=heads, since=options["since"], using=database,
+                jobs=options["jobs"], progress=progress,
+            )  # fmt: skip
+        except SealError as exc:
+            raise CommandError(str(exc)) from exc
+        if self.stderr.isatty():
+            self.stderr.write("")
+        for finding in report.findings:
+            self.stdout.write(f"{finding.kind}: {finding}")
+        for note in report.notes():
+            self.stdout.write(note)
+        if not report.ok:
+            raise CommandError(report.summary())
+        self.stdout.write(self.style.SUCCESS(report.summary()))
