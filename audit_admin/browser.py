@@ -44,6 +44,7 @@ from audit_admin.browser_filters import EventFilterSet
 from audit_admin.browser_tables import EventTable, PageResolver
 from audit_admin.export import export_response
 from audit_admin.history import parse_event_key
+from audit_admin.integrity import IntegrityBox, integrity_box
 from audit_admin.pages import admin_context
 from audit_admin.pagination import InvalidPageNumber, page_number
 from audit_admin.permissions import may_change_model, may_view_model
@@ -141,6 +142,13 @@ class AuditEventAdmin(admin.ModelAdmin):
         )
         return any(may_change_model(request.user, m) for m in models_)
 
+    def has_verify_permission(self, request: HttpRequest) -> bool:
+        """See the integrity of the history (sealing, verification):
+        ``audit_app.verify_auditevent``."""
+        return self.has_view_permission(request) and request.user.has_perm(
+            "audit_app.verify_auditevent"
+        )
+
     def has_user_search_permission(self, request: HttpRequest) -> bool:
         """Get username suggestions in the user filter: view permission on users."""
         user_model = get_user_model()
@@ -192,6 +200,10 @@ class AuditEventAdmin(admin.ModelAdmin):
     def get_browser_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         """Newest first, or oldest first with ``?sort=oldest``: both follow an index."""
         return ORDERINGS.get(request.GET.get("sort", ""), ORDERINGS["newest"])
+
+    def get_integrity(self, request: HttpRequest) -> IntegrityBox | None:
+        """The integrity line's facts, for those who may see them (else None)."""
+        return integrity_box() if self.has_verify_permission(request) else None
 
     def get_template_names(self, request: HttpRequest, name: str) -> list[str]:
         """Per-model, the theme's, then default template names."""
@@ -291,6 +303,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             "actions_on_bottom": False,
             "rows_on_page": len(table.page.object_list),
             "user_options_id": user_options_id,
+            "integrity": self.get_integrity(request),
             "media": self.media,
             "is_popup": False,
             "has_add_permission": False,
