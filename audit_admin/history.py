@@ -177,8 +177,12 @@ def fieldset_rows(
                 rows.append((name, _label(model_admin, name), shown.get(name)))
         sections.append((title, rows))
     rest = [(n, _label(model_admin, n), s) for n, s in shown.items() if n not in placed]
-    if rest:
-        sections.append((_("Other recorded fields"), rest))
+    other = [row for row in rest if row[2].kind != "removed"]
+    if other:
+        sections.append((_("Other recorded fields"), other))
+    removed = [(n, rendering.field_label(s), s) for n, _text, s in rest if s.kind == "removed"]
+    if removed:
+        sections.append((_("Fields the model no longer has"), removed))
     return sections
 
 
