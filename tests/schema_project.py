@@ -81,7 +81,7 @@ class SchemaProject:
         """Write the app's models.py (dedented)."""
         self.app.joinpath("models.py").write_text(textwrap.dedent(source))
 
-    def _child(self, args: list[str], stdin: str | None = None) -> str:
+    def _child(self, args: list[str], stdin: str | None = None, *, fail: bool = False) -> str:
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         env.update(
             DJANGO_SETTINGS_MODULE="histsettings",
@@ -102,12 +102,19 @@ class SchemaProject:
             timeout=120,
             check=False,
         )
+        if fail:
+            assert done.returncode != 0, f"{args} did not fail:\n{done.stdout}"
+            return done.stderr
         if done.returncode != 0:
             raise AssertionError(f"{args} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
         return self._child(["-m", "django", *args], stdin)
+
+    def manage_fails(self, *args: str) -> str:
+        """Run a management command that must fail; return its error output."""
+        return self._child(["-m", "django", *args], fail=True)
 
     def makemigrations(self, *args: str, stdin: str | None = None) -> str:
         options = [] if stdin is not None else ["--noinput"]

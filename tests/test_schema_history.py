@@ -334,3 +334,81 @@ def test_migrating_backwards_brings_the_columns_back(project):
     data = [e["data"] for e in project.run(READ)]
     assert [d.get("notes") for d in data] == ["VIP", "VIP2", None, None, "again"]
     assert [d["code"] for d in data] == ["12", "12", 13, 12, 12]
+
+
+def test_erasing_a_removed_field_drops_its_values_on_the_record(project):
+    errors = [
+        project.manage_fails("audit", "erase", "histapp.Account", "name", "--reason", "x"),
+        project.manage_fails("audit", "erase", "histapp.Account", "nope", "--reason", "x"),
+        project.manage_fails("audit", "erase", "histapp.Account", "owner"),
+        project.manage_fails("audit", "erase", "histapp.Account", "owner", "--reason", " "),
+    ]
+    assert "histapp.Account.name is still a tracked field" in errors[0]
+    assert "no removed field 'nope'" in errors[1] and "api_token" in errors[1]
+    assert "--reason" in errors[2]
+    assert "Say why" in errors[3]
+    dry = project.manage("audit", "erase", "histapp.Account", "owner", "--reason", "x", "--dry-run")
+    assert "2 events hold a value of histapp.Account.owner; nothing was erased" in dry
+    assert [e["data"].get("owner") is not None for e in project.run(READ)][:2] == [True, True]
+
+    out = project.manage("audit", "erase", "histapp.Account", "owner", "--reason", "request 42")
+    assert "2 events' values of histapp.Account.owner erased" in out
+    after = project.run(
+        """
+        from audit_app.models import Bypass
+        events = list(AuditEvent.objects.tracks(Account.objects.get()).order_by("event_id"))
+        record = Bypass.objects.get(operation="ERASE")
+        print(json.dumps({"owners": [e.data.get("owner") for e in events],
+                          "record": [record.table_name, record.row_count, record.reason,
+                                     record.context.metadata.get("command")]}))
+        """
+    )
+    assert after["owners"] == [None] * 5
+    assert after["record"] == [
+        "histapp_accountevent",
+        2,
+        "erase retired field owner: request 42",
+        "audit",
+    ]
+
+
+HAND_RENAME = """
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("histapp", "0001_initial")]
+    operations = [migrations.RenameField("account", "old_name", "nickname")]
+"""
+
+
+@pytest.fixture
+def fresh_project(tmp_path, django_db_blocker):
+    with django_db_blocker.unblock():
+        project = SchemaProject(tmp_path)
+    yield project
+    with django_db_blocker.unblock():
+        project.drop()
+
+
+def test_a_rename_written_by_hand_is_followed_by_the_event_table(fresh_project):
+    project = fresh_project
+    project.models(V1)
+    project.makemigrations()
+    project.migrate()
+    project.run(
+        """
+        Account.objects.create(name="A", old_name="Bob")
+        print(json.dumps(1))
+        """
+    )
+    project.app.joinpath("migrations", "0002_rename_by_hand.py").write_text(HAND_RENAME)
+    project.models(V1.replace("    old_name = ", "    nickname = "))
+    project.makemigrations("--name", "follow")
+    ops = _ops(project.migration("0003"))
+    assert "audit_app.operations.RenameTrackedField(model_name='accountevent'," in ops
+    assert "RetireField" not in ops
+    project.migrate()
+    [event] = project.run(READ)
+    assert event["data"]["nickname"] == "Bob"
+    assert "old_name" not in event["data"]
