@@ -29,7 +29,7 @@ from django.db.migrations.state import ProjectState
 
 from audit_app import column_history, conf, sql
 from audit_app.column_history import HISTORY_TABLE, describe
-from audit_app.tracking import is_masked
+from audit_app.trackers import is_masked
 
 KEY_COMMENT = "audit:key="
 _MAX_IDENTIFIER = 63

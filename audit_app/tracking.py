@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ from audit_app.trackers import (
     Tracker,
     check_label,
     default_trackers,
+    is_masked,
     render_condition,
 )
 from audit_app.triggers import AppendOnly, CaptureTrigger
@@ -112,11 +112,6 @@ def tracked_fields(
             continue
         chosen.append(f)
     return [pk, *chosen]
-
-
-def is_masked(field_name: str, patterns: Iterable[str]) -> bool:
-    name = field_name.lower()
-    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
 
 
 def copy_field(field: models.Field, *, masked: bool) -> models.Field:
