@@ -131,11 +131,13 @@ class _Fact:
 
 
 _facts: dict[str, dict[str, tuple[_Fact, ...]]] = {}
+_values: dict[tuple[str, type[models.Model]], tuple[FieldValues, ...]] = {}
 
 
 def forget() -> None:
     """Drop what was read, so the next read sees the latest migration."""
     _facts.clear()
+    _values.clear()
 
 
 def load(using: str = DEFAULT_DB_ALIAS) -> dict[str, tuple[_Fact, ...]]:
@@ -166,7 +168,15 @@ def field_values(
 ) -> tuple[FieldValues, ...]:
     """Each field an event of ``event_model`` may hold, live fields first (key first),
     then retired ones."""
-    facts = load(using).get(event_model._meta.db_table, ())
+    key = (using, event_model)
+    if key not in _values:
+        _values[key] = _field_values(event_model, load(using).get(event_model._meta.db_table, ()))
+    return _values[key]
+
+
+def _field_values(
+    event_model: type[models.Model], facts: tuple[_Fact, ...]
+) -> tuple[FieldValues, ...]:
     spec = event_model.audit_spec
     opts = event_model.audit_tracked_model._meta.concrete_model._meta
     live_facts = {f.column: f for f in facts if f.retired_after is None}
