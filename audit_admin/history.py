@@ -177,10 +177,10 @@ def fieldset_rows(
                 rows.append((name, _label(model_admin, name), shown.get(name)))
         sections.append((title, rows))
     rest = [(n, _label(model_admin, n), s) for n, s in shown.items() if n not in placed]
-    other = [row for row in rest if row[2].kind != "removed"]
+    other = [row for row in rest if not row[2].retired]
     if other:
         sections.append((_("Other recorded fields"), other))
-    removed = [(n, rendering.field_label(s), s) for n, _text, s in rest if s.kind == "removed"]
+    removed = [(n, capfirst(s.verbose_name), s) for n, _text, s in rest if s.retired]
     if removed:
         sections.append((_("Fields the model no longer has"), removed))
     return sections

@@ -204,7 +204,7 @@ def _cells(c: ShownChange) -> SafeString:
 
 def field_label(change: FieldChange | ShownChange) -> SafeString:
     """The field's verbose name; a field the model no longer has says so."""
-    if change.kind == "removed":
+    if change.retired:
         return format_html(
             '{} <span class="audit-retired">({})</span>',
             capfirst(change.verbose_name),

@@ -116,6 +116,8 @@ class FieldChange:
     related_new: Related | None = None
     json_changes: list[JsonChange] = field(default_factory=list)
     text_ops: list[tuple[str, str, str]] = field(default_factory=list)
+    # The model no longer has the field (its kind is "removed", or "masked").
+    retired: bool = False
 
     @property
     def masked(self) -> bool:
@@ -255,9 +257,9 @@ def field_changes(
         if name in masked or (model_field is None and name in retired and retired[name].masked):
             # Markers are compared, never shown.
             if not only_changed or old.get(name) != new.get(name):
-                changes.append(
-                    FieldChange(name, verbose, "masked", None, None, "changed", "changed")
-                )
+                change = FieldChange(name, verbose, "masked", None, None, "changed", "changed")
+                change.retired = model_field is None
+                changes.append(change)
             continue
         before, after = to_python(reader, old.get(name)), to_python(reader, new.get(name))
         if only_changed and before == after and name not in gone:
@@ -271,6 +273,7 @@ def field_changes(
             after,
             display(reader, kind, before),
             display(reader, kind, after),
+            retired=model_field is None,
         )
         if kind == "fk":
             related = reader.related_model

@@ -339,9 +339,12 @@ def _validation_problem(
     misfits = sorted(set(errors) & retyped)
     if misfits:
         detail = "; ".join(f"{n}: {' '.join(errors[n])}" for n in misfits)
+        name = misfits[0]
+        verbose = capfirst(model._meta.get_field(name).verbose_name)
         return RevertSchemaError(
-            f"{model._meta.label}.{misfits[0]} changed type since this version was recorded, "
-            f"and the recorded value no longer fits ({detail}). Revert the other fields only."
+            f"{verbose} ({model._meta.label}.{name}) changed type since this version was "
+            f"recorded, and the recorded value no longer fits ({detail}). Untick it to "
+            "revert the other fields."
         )
     unique = [
         name

@@ -220,8 +220,7 @@ def test_timeline_and_version_page_show_old_values(project):
     assert ["Account owner (no longer a field)", "Ann", "field removed"] in pages["rows"]
     assert ["Code", "12", "13"] in pages["rows"]
     removed = pages["sections"]["Fields the model no longer has"]
-    assert "Internal notes (no longer a field): VIP" in removed
-    assert "Account owner (no longer a field): Ann" in removed
+    assert removed == ["Internal notes: VIP", "Account owner: Ann", "Api token: hidden"]
     assert "Status: not recorded" in [r for rows in pages["sections"].values() for r in rows]
 
 
@@ -269,7 +268,7 @@ def test_revert_skips_removed_fields_and_names_a_retyped_misfit(project):
     assert "notes" not in outcome["fields"] and "status" not in outcome["fields"]
     [(kind, message)] = outcome["problems"]
     assert kind == "RevertSchemaError"
-    assert "histapp.Account.price changed type" in message
+    assert message.startswith("Price (histapp.Account.price) changed type since this version")
     assert outcome["after"] == ["Bob", 12, "1.23"]
 
 

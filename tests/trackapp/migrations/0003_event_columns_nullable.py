@@ -5,60 +5,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('trackapp', '0002_audit_user_and_indexes'),
+        ("trackapp", "0002_audit_user_and_indexes"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='credentialevent',
-            name='token',
-            field=models.CharField(db_column='token', max_length=40, null=True),
+            model_name="credentialevent",
+            name="token",
+            field=models.CharField(db_column="token", max_length=40, null=True),
         ),
         migrations.AlterField(
-            model_name='invoiceevent',
-            name='amount',
-            field=models.IntegerField(db_column='amount', null=True),
+            model_name="invoiceevent",
+            name="amount",
+            field=models.IntegerField(db_column="amount", null=True),
         ),
         migrations.AlterField(
-            model_name='invoiceevent',
-            name='code',
-            field=tests.trackapp.models.Reversed(db_column='code', marker='y', null=True),
+            model_name="invoiceevent",
+            name="code",
+            field=tests.trackapp.models.Reversed(db_column="code", marker="y", null=True),
         ),
         migrations.AlterField(
-            model_name='invoiceevent',
-            name='status',
-            field=models.CharField(db_column='status', max_length=10, null=True),
+            model_name="invoiceevent",
+            name="status",
+            field=models.CharField(db_column="status", max_length=10, null=True),
         ),
         migrations.AlterField(
-            model_name='noteevent',
-            name='text',
-            field=models.TextField(db_column='text', null=True),
+            model_name="noteevent",
+            name="text",
+            field=models.TextField(db_column="text", null=True),
         ),
         migrations.AlterField(
-            model_name='rowwidgethistory',
-            name='name',
-            field=models.CharField(db_column='name', max_length=50, null=True),
+            model_name="rowwidgethistory",
+            name="name",
+            field=models.CharField(db_column="name", max_length=50, null=True),
         ),
         migrations.AlterField(
-            model_name='rowwidgethistory',
-            name='size',
-            field=models.IntegerField(db_column='size', null=True),
+            model_name="rowwidgethistory",
+            name="size",
+            field=models.IntegerField(db_column="size", null=True),
         ),
         migrations.AlterField(
-            model_name='widgetevent',
-            name='data',
-            field=models.JSONField(db_column='data', null=True),
+            model_name="widgetevent",
+            name="data",
+            field=models.JSONField(db_column="data", null=True),
         ),
         migrations.AlterField(
-            model_name='widgetevent',
-            name='name',
-            field=models.CharField(db_column='name', max_length=50, null=True),
+            model_name="widgetevent",
+            name="name",
+            field=models.CharField(db_column="name", max_length=50, null=True),
         ),
         migrations.AlterField(
-            model_name='widgetevent',
-            name='size',
-            field=models.IntegerField(db_column='size', null=True),
+            model_name="widgetevent",
+            name="size",
+            field=models.IntegerField(db_column="size", null=True),
         ),
     ]
