@@ -210,8 +210,19 @@ def test_timeline_and_version_page_show_old_values(project):
             ]
             for fs in BeautifulSoup(version.content, "html.parser").select("fieldset")
         }
+        filtered = client.get(
+            reverse("admin:histapp_account_history", args=[account.pk]), {"field": "notes"}
+        )
+        choices = [
+            o.get_text(strip=True)
+            for o in BeautifulSoup(filtered.content, "html.parser").select("select[name=field] option")
+        ]
+        shown = len(
+            BeautifulSoup(filtered.content, "html.parser").select("table.audit-timeline > tbody > tr")
+        )
         print(json.dumps({"status": [timeline.status_code, version.status_code],
-                          "rows": rows, "sections": sections}))
+                          "rows": rows, "sections": sections, "choices": choices,
+                          "filtered": shown}))
         """
     )
     assert pages["status"] == [200, 200]
@@ -222,6 +233,9 @@ def test_timeline_and_version_page_show_old_values(project):
     removed = pages["sections"]["Fields the model no longer has"]
     assert removed == ["Internal notes: VIP", "Account owner: Ann", "Api token: hidden"]
     assert "Status: not recorded" in [r for rows in pages["sections"].values() for r in rows]
+    # The "field changed" filter offers removed fields too, and finds their changes.
+    assert "Internal notes (no longer a field)" in pages["choices"]
+    assert pages["filtered"] == 2  # the update VIP -> VIP2, and the removal
 
 
 def test_exports_carry_old_values(project):
