@@ -177,8 +177,12 @@ def fieldset_rows(
                 rows.append((name, _label(model_admin, name), shown.get(name)))
         sections.append((title, rows))
     rest = [(n, _label(model_admin, n), s) for n, s in shown.items() if n not in placed]
-    if rest:
-        sections.append((_("Other recorded fields"), rest))
+    other = [row for row in rest if not row[2].retired]
+    if other:
+        sections.append((_("Other recorded fields"), other))
+    removed = [(n, capfirst(s.verbose_name), s) for n, _text, s in rest if s.retired]
+    if removed:
+        sections.append((_("Fields the model no longer has"), removed))
     return sections
 
 

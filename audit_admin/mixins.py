@@ -8,11 +8,14 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import select_template
 from django.urls import path, reverse
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from audit_admin import history, reverts, themes
 from audit_admin.history_filters import HistoryFilterSet
 from audit_admin.history_tables import HistoryTable
 from audit_admin.links import event_browser_url
+from audit_app.column_history import retired_fields
 from audit_app.models import AuditEvent
 
 
@@ -66,14 +69,21 @@ class AuditHistoryMixin:
         return self.history_table_class
 
     def get_history_field_choices(self, request: HttpRequest, obj: Any) -> list[tuple[str, str]]:
-        """Fields offered by the "field changed" filter: every recorded field."""
+        """Fields offered by the "field changed" filter: every recorded field, those the
+        model no longer has included (after the others)."""
         opts = self.model._meta
-        names: list[str] = []
+        choices: dict[str, str] = {}
+        retired: dict[str, str] = {}
         for model in [self.model, *opts.concrete_model._meta.get_parent_list()]:
             event_model = model.__dict__.get("audit_event_model")
-            if event_model is not None:
-                names += [n for n, _ in event_model.audit_fields[1:] if n not in names]
-        return [(n, str(opts.get_field(n).verbose_name).capitalize()) for n in names]
+            if event_model is None:
+                continue
+            for name, _column in event_model.audit_fields[1:]:
+                choices.setdefault(name, capfirst(opts.get_field(name).verbose_name))
+            for name, field in retired_fields(event_model).items():
+                label = _("%s (no longer a field)") % capfirst(field.verbose_name)
+                retired.setdefault(name, label)
+        return [*choices.items(), *((n, v) for n, v in retired.items() if n not in choices)]
 
     # -- views -----------------------------------------------------------------------------
 

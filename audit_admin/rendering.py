@@ -202,9 +202,20 @@ def _cells(c: ShownChange) -> SafeString:
     )
 
 
+def field_label(change: FieldChange | ShownChange) -> SafeString:
+    """The field's verbose name; a field the model no longer has says so."""
+    if change.retired:
+        return format_html(
+            '{} <span class="audit-retired">({})</span>',
+            capfirst(change.verbose_name),
+            _("no longer a field"),
+        )
+    return format_html("{}", capfirst(change.verbose_name))
+
+
 def _rows(changes: Iterable[ShownChange]) -> Iterator[tuple[Any, ...]]:
     for c in changes:
-        yield c.kind, c.name, capfirst(c.verbose_name), _cells(c)
+        yield c.kind, c.name, field_label(c), _cells(c)
 
 
 # How many changed field names the summary of a collapsed diff lists.

@@ -14,13 +14,14 @@ class AuditAppConfig(AppConfig):
 
         # Imported once the app registry is ready (models loaded), as Django asks of
         # modules that register checks and signal handlers.
-        from audit_app import checks, commands, installation, runtime  # noqa: F401
+        from audit_app import autodetector, checks, commands, installation, runtime  # noqa: F401
 
         connection_created.connect(_on_connection_created, dispatch_uid="audit_app_context")
         for connection in connections.all(initialized_only=True):
             runtime.install(connection)
         post_migrate.connect(installation.post_migrate, sender=self, dispatch_uid="audit_app")
         commands.install()
+        autodetector.install()
 
 
 def _on_connection_created(sender, connection, **kwargs) -> None:

@@ -18,6 +18,7 @@ from django.db import connections, models
 from django.utils import formats, timezone
 
 from audit_app import sql
+from audit_app.column_history import RetiredField, masked_names, retired_fields
 from audit_app.event_sql import MASKED, data_sql, load_json, previous_sql
 
 ACTIONS = {"insert": "created", "update": "changed", "delete": "deleted", "snapshot": "snapshot"}
@@ -59,7 +60,7 @@ def raw_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, list[
 
 
 def _masked_names(event: Any) -> frozenset[str]:
-    return getattr(apps.get_model(event.event_model), "audit_masked", frozenset())
+    return masked_names(apps.get_model(event.event_model))
 
 
 def attach_diffs(events: Sequence[Any], using: str = "default") -> None:
@@ -70,7 +71,7 @@ def attach_diffs(events: Sequence[Any], using: str = "default") -> None:
     for label, group in by_model.items():
         event_model = apps.get_model(label)
         previous = previous_data(event_model, [e.event_id for e in group], using)
-        masked = event_model.audit_masked
+        masked = masked_names(event_model)
         for event in group:
             diff = raw_diff(previous.get(event.event_id), event.raw_data)
             if diff is not None:
@@ -115,6 +116,8 @@ class FieldChange:
     related_new: Related | None = None
     json_changes: list[JsonChange] = field(default_factory=list)
     text_ops: list[tuple[str, str, str]] = field(default_factory=list)
+    # The model no longer has the field (its kind is "removed", or "masked").
+    retired: bool = False
 
     @property
     def masked(self) -> bool:
@@ -212,6 +215,16 @@ def text_ops(old: str, new: str) -> list[tuple[str, str, str]]:
     ]
 
 
+# What a side of a change shows when the event did not hold the field.
+FIELD_REMOVED = "field removed"
+NOT_RECORDED = "not recorded"
+
+
+def _retired(tracked_model: type[models.Model]) -> dict[str, RetiredField]:
+    event_model = tracked_model.__dict__.get("audit_event_model")
+    return retired_fields(event_model) if event_model is not None else {}
+
+
 def field_changes(
     tracked_model: type[models.Model],
     old: dict[str, Any] | None,
@@ -219,45 +232,59 @@ def field_changes(
     *,
     masked: Iterable[str] = (),
     only_changed: bool = True,
+    gone: Iterable[str] = (),
 ) -> list[FieldChange]:
-    """Structured changes from ``old`` to ``new`` data (either may be None)."""
+    """Structured changes from ``old`` to ``new`` data (either may be None).
+
+    A field in ``old`` but not in ``new`` (or named in ``gone``) was not recorded by the
+    newer version: removed from the model since, or not recorded yet. Fields the model
+    no longer has are of kind ``removed``, labelled and shown as they were recorded.
+    """
     old, new = old or {}, new or {}
     masked = set(masked)
+    gone = set(gone) | {k for k in old if k not in new}
     opts = tracked_model._meta.concrete_model._meta
+    retired = _retired(tracked_model)
     changes = []
     for name in [*new, *(k for k in old if k not in new)]:
         try:
             model_field: models.Field | None = opts.get_field(name)
         except FieldDoesNotExist:
             model_field = None
-        verbose = str(model_field.verbose_name) if model_field is not None else name
-        if name in masked:
+        # The field that reads the values: the model's, else the retired one's.
+        reader = model_field or (retired[name].field() if name in retired else None)
+        verbose = str(reader.verbose_name) if reader is not None else name
+        if name in masked or (model_field is None and name in retired and retired[name].masked):
             # Markers are compared, never shown.
             if not only_changed or old.get(name) != new.get(name):
-                changes.append(
-                    FieldChange(name, verbose, "masked", None, None, "changed", "changed")
-                )
+                change = FieldChange(name, verbose, "masked", None, None, "changed", "changed")
+                change.retired = model_field is None
+                changes.append(change)
             continue
-        before, after = to_python(model_field, old.get(name)), to_python(model_field, new.get(name))
-        if only_changed and before == after:
+        before, after = to_python(reader, old.get(name)), to_python(reader, new.get(name))
+        if only_changed and before == after and name not in gone:
             continue
-        kind = _kind(model_field, before, after)
+        kind = _kind(reader, before, after)
         change = FieldChange(
             name,
             verbose,
-            kind,
+            "removed" if model_field is None else kind,
             before,
             after,
-            display(model_field, kind, before),
-            display(model_field, kind, after),
+            display(reader, kind, before),
+            display(reader, kind, after),
+            retired=model_field is None,
         )
         if kind == "fk":
-            related = model_field.related_model
+            related = reader.related_model
             change.related_old = Related(related, before) if before is not None else None
-            change.related_new = Related(related, after) if after is not None else None
-        elif kind == "json":
+            if after is not None and name not in gone:
+                change.related_new = Related(related, after)
+        if name in gone:
+            change.new_display = FIELD_REMOVED if model_field is None else NOT_RECORDED
+        elif kind == "json" and model_field is not None:
             change.json_changes = json_changes(before, after)
-        elif kind == "longtext":
+        elif kind == "longtext" and model_field is not None:
             change.text_ops = text_ops(before or "", after or "")
         changes.append(change)
     return changes
@@ -294,7 +321,9 @@ def event_changes(event: Any, *, only_changed: bool = True) -> list[FieldChange]
     for name in masked & set(event.diff):
         # The diff lists a masked field only when its marker changed; values are hidden.
         old[name], new[name] = 0, 1
-    return field_changes(tracked, old, new, masked=masked)
+    # A field the previous version recorded and this one did not (see raw_diff).
+    gone = [k for k in event.diff if k not in event.data]
+    return field_changes(tracked, old, new, masked=masked, gone=gone)
 
 
 def compare(

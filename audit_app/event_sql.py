@@ -1,7 +1,8 @@
 """SQL over event tables: their rows as data, an object's previous event, the union.
 
-Pure text generation from a generated event model's declaration (``audit_spec``,
-``audit_fields``): no query runs here. ``AuditEvent`` (``query.py``), the diff engine,
+Text generation from a generated event model's declaration (``audit_spec``,
+``audit_fields``) and its column history (``column_history``, read once per process):
+no other query runs here. ``AuditEvent`` (``query.py``), the diff engine,
 revert and export all read event tables through these builders, so that "the previous
 event of an object" or "an event's data as JSON" has one definition.
 """
@@ -16,6 +17,7 @@ from django.apps import apps
 from django.db import models
 
 from audit_app import sql
+from audit_app.column_history import field_values
 from audit_app.registry import event_models
 
 AGGREGATE_TABLE = "audit_app_auditevent"
@@ -44,22 +46,46 @@ def data_sql(
     Masked fields read as ``MASKED`` unless ``markers`` asks for their change markers
     (for diffs, never for display). With ``live=True`` the alias is a row of the tracked
     table itself, read into the same image.
+
+    An event's object also holds the fields its tracked model has lost (retired), and
+    leaves out the fields the event did not record (added to the model later): see
+    ``audit_app.column_history``.
     """
+    if live:
+        return _live_data_sql(event_model, alias)
+    always, optional = [], []
+    for values in field_values(event_model):
+        if values.masked:
+            marker = values.column_sql(alias)
+            value = (
+                marker
+                if markers
+                else f"CASE WHEN {marker} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
+            )
+        elif values.plain:
+            column = f"{alias}.{sql.quote(values.segments[0].column)}"
+            value = f"{column}::text" if values.segments[0].as_text else column
+        else:
+            value = values.jsonb_sql(alias)
+        pair = f"{sql.literal(values.name)}, {value}"
+        present = values.present_sql(alias)
+        if present is None:
+            always.append(pair)
+        else:
+            optional.append(f"CASE WHEN {present} THEN jsonb_build_object({pair}) END")
+    parts = [_jsonb_object(always)] if always else ["'{}'::jsonb"]
+    # jsonb || NULL is NULL: an unrecorded field adds an empty object instead.
+    parts += [f"coalesce({o}, '{{}}'::jsonb)" for o in optional]
+    return " || ".join(parts)
+
+
+def _live_data_sql(event_model: type[models.Model], alias: str) -> str:
     spec = event_model.audit_spec
     pairs = []
     for name, column in event_model.audit_fields:
         value = f"{alias}.{sql.quote(column)}"
         if column in spec.masked:
-            marker = (
-                sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}")
-                if live
-                else value
-            )
-            value = (
-                marker
-                if markers
-                else f"CASE WHEN {value} IS NULL THEN NULL ELSE {sql.literal(MASKED)} END"
-            )
+            value = sql.masked_marker_sql(value, f"{alias}.{sql.quote(spec.pk_column)}")
         elif isinstance(tracked_field(event_model, name), models.DecimalField):
             value += "::text"  # jsonb numbers would come back as floats
         pairs.append(f"{sql.literal(name)}, {value}")
@@ -68,11 +94,10 @@ def data_sql(
 
 def markers_sql(event_model: type[models.Model], alias: str = "e") -> str:
     """A jsonb object of the change markers of masked fields (NULL when none)."""
-    spec = event_model.audit_spec
     pairs = [
-        f"{sql.literal(name)}, {alias}.{sql.quote(column)}"
-        for name, column in event_model.audit_fields
-        if column in spec.masked
+        f"{sql.literal(v.name)}, {v.column_sql(alias)}"
+        for v in field_values(event_model)
+        if v.masked
     ]
     return _jsonb_object(pairs) if pairs else "NULL::jsonb"
 

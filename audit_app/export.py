@@ -24,6 +24,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.sql import Query
 
 from audit_app import sql
+from audit_app.column_history import field_values
 from audit_app.event_sql import (
     AGGREGATE_TABLE,
     MASKED,
@@ -177,27 +178,29 @@ def _diff_sql(event_model: type[models.Model], connection: Any, *, as_json: bool
     """
     spec = event_model.audit_spec
     # The previous row is found by the key: the key column never differs.
-    compared = [(n, c) for n, c in event_model.audit_fields if c != spec.pk_column]
-    changed = {c: f"prev.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for _, c in compared}
+    compared = [v for v in field_values(event_model) if v.segments[-1].column != spec.pk_column]
+    changed = {
+        v.name: f"{v.value_sql('prev')} IS DISTINCT FROM {v.value_sql('e')}" for v in compared
+    }
     names = [
-        f"CASE WHEN {changed[c]} THEN "
-        f"{sql.literal(json.dumps(n, ensure_ascii=False) if as_json else n)} END"
-        for n, c in sorted(compared)
+        f"CASE WHEN {changed[v.name]} THEN "
+        f"{sql.literal(json.dumps(v.name, ensure_ascii=False) if as_json else v.name)} END"
+        for v in sorted(compared, key=lambda v: v.name)
     ]
     pairs = []
-    for name, column in sorted(compared, key=lambda nc: _jsonb_key_order(nc[0])):
-        key = json.dumps(name, ensure_ascii=False) + ": "
-        if column in spec.masked:
+    for values in sorted(compared, key=lambda v: _jsonb_key_order(v.name)):
+        key = json.dumps(values.name, ensure_ascii=False) + ": "
+        old, new = values.value_sql("prev"), values.value_sql("e")
+        if values.masked:
             pair = sql.literal(key + json.dumps([MASKED, MASKED], ensure_ascii=False))
+        elif values.plain and (
+            old_json := _json_sql(event_model._meta.get_field(values.name), old, connection)
+        ):
+            new_json = _json_sql(event_model._meta.get_field(values.name), new, connection)
+            pair = f"{sql.literal(key + '[')} || {old_json} || ', ' || {new_json} || ']'"
         else:
-            old, new = f"prev.{sql.quote(column)}", f"e.{sql.quote(column)}"
-            field = event_model._meta.get_field(name)
-            if (old_json := _json_sql(field, old, connection)) is not None:
-                new_json = _json_sql(field, new, connection)
-                pair = f"{sql.literal(key + '[')} || {old_json} || ', ' || {new_json} || ']'"
-            else:
-                pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
-        pairs.append(f"CASE WHEN {changed[column]} THEN {pair} END")
+            pair = f"{sql.literal(key)} || jsonb_build_array({old}, {new})::text"
+        pairs.append(f"CASE WHEN {changed[values.name]} THEN {pair} END")
     if as_json:
         fields = f"'[' || {_concat_ws(sql.literal(', '), names)} || ']'"
         diff = f"'{{' || {_concat_ws(sql.literal(', '), pairs)} || '}}'"
@@ -214,19 +217,23 @@ def _data_sql(event_model: type[models.Model], connection: Any) -> str:
     out again cost more than the rest of a JSON Lines export. Masked fields read
     ``MASKED``, as in ``event_sql.data_sql``.
     """
-    spec = event_model.audit_spec
     pairs = []
-    for name, column in sorted(event_model.audit_fields, key=lambda nc: _jsonb_key_order(nc[0])):
-        value = f"e.{sql.quote(column)}"
-        if column in spec.masked:
+    for values in sorted(field_values(event_model), key=lambda v: _jsonb_key_order(v.name)):
+        value = values.value_sql("e")
+        if values.masked:
             masked = sql.literal(json.dumps(MASKED, ensure_ascii=False))
             value_json = f"CASE WHEN {value} IS NULL THEN 'null' ELSE {masked} END"
-        else:
-            field = tracked_field(event_model, name)
+        elif values.plain:
+            field = tracked_field(event_model, values.name)
             value_json = _json_sql(field, value, connection) or (
                 f"coalesce(to_jsonb({value})::text, 'null')"
             )
-        pairs.append(f"{sql.literal(json.dumps(name, ensure_ascii=False) + ': ')} || {value_json}")
+        else:
+            value_json = f"coalesce(({value})::text, 'null')"
+        pair = f"{sql.literal(json.dumps(values.name, ensure_ascii=False) + ': ')} || {value_json}"
+        present = values.present_sql("e")
+        # concat_ws skips NULL: a field the event did not record is left out.
+        pairs.append(pair if present is None else f"CASE WHEN {present} THEN {pair} END")
     return f"'{{' || {_concat_ws(sql.literal(', '), pairs)} || '}}'"
 
 

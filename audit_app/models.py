@@ -76,6 +76,44 @@ class Bypass(models.Model):
         return f"{self.operation} of {self.row_count} row(s) on {self.table_name} untracked"
 
 
+class ColumnHistory(models.Model):
+    """A column of an event table whose field came or went after events were written.
+
+    Written by the migration operations of ``audit_app.operations`` (never by hand),
+    read by ``audit_app.column_history``: a retired column keeps the values of a field
+    the tracked model lost or retyped; a column added later says which events could
+    not have recorded it.
+    """
+
+    event_table = models.TextField()
+    column_name = models.TextField()
+    field_name = models.TextField()  # the name its values show under
+    verbose_name = models.TextField()
+    description = models.JSONField()  # the field's class and options, to show values
+    masked = models.BooleanField(default=False)
+    # Events with an id up to this one did not record the field (None: all did).
+    recorded_after = models.BigIntegerField(null=True)
+    # Events with a higher id do not record it in this column (None: still live).
+    retired_after = models.BigIntegerField(null=True)
+    # Why it was retired: "removed" (the field was removed or retyped) or "unapplied"
+    # (the migration that added it was unapplied); empty while live.
+    retired_by = models.TextField(blank=True, default="")
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "audit_app_columnhistory"
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["event_table", "column_name"], name="audit_columnhistory_unique"
+            )
+        ]
+        verbose_name_plural = "column histories"
+
+    def __str__(self) -> str:
+        state = "retired" if self.retired_after is not None else "added"
+        return f"{self.event_table}.{self.column_name} ({self.field_name}, {state})"
+
+
 class BaseEvent(models.Model):
     """Abstract base of every generated event model."""
 

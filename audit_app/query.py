@@ -19,6 +19,7 @@ from django.db import connections, models
 from django.db.models.sql import Query
 
 from audit_app import sql
+from audit_app.column_history import field_values
 from audit_app.counting import RowCount, count_rows
 from audit_app.diff import attach_diffs
 from audit_app.event_sql import (
@@ -172,11 +173,11 @@ class AuditEventQuerySet(models.QuerySet):
         """Events whose diff includes any of these fields (first events excluded)."""
         filters: dict[str, tuple[SqlFragment, ...]] = {}
         for event_model in self._event_models():
-            columns = [c for n, c in event_model.audit_fields if n in field_names]
-            if not columns:
+            chosen = [v for v in field_values(event_model) if v.name in field_names]
+            if not chosen:
                 continue
             differs = " OR ".join(
-                f"p.{sql.quote(c)} IS DISTINCT FROM e.{sql.quote(c)}" for c in columns
+                f"{v.value_sql('p')} IS DISTINCT FROM {v.value_sql('e')}" for v in chosen
             )
             # NULL (no previous event) filters the row out, like a first event's None diff.
             filters[event_model._meta.label_lower] = (

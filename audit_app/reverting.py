@@ -16,6 +16,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from audit_app import sql
+from audit_app.column_history import field_values, retired_fields
 from audit_app.diff import FieldChange, current_data, field_changes, resolve_related, to_python
 from audit_app.event_sql import data_sql, load_json, newest_event_sql
 from audit_app.exceptions import (
@@ -110,8 +111,12 @@ class RevertPlan:
     target: models.Model  # the object as the revert would save it (unsaved)
     fields: list[str]  # field names the revert sets
     changes: list[FieldChange]  # current -> version, for the fields set
-    skipped: list[str] = field(default_factory=list)  # masked or untracked fields kept
+    skipped: list[str] = field(default_factory=list)  # masked fields kept (values unknown)
     problems: list[RevertError] = field(default_factory=list)
+    # Fields the version holds that the model no longer has, and fields the version
+    # did not record (added later): kept as they are, by label.
+    removed: list[str] = field(default_factory=list)
+    not_recorded: list[str] = field(default_factory=list)
 
     @property
     def is_restore(self) -> bool:
@@ -180,7 +185,11 @@ def preview(
             raise RevertError(
                 f"{model._meta.label} history has no field(s) {unknown}; choose from {recorded}."
             )
-    chosen = [n for n in revertible_fields(version.event_model) if fields is None or n in fields]
+    chosen = [
+        n
+        for n in revertible_fields(version.event_model)
+        if (fields is None or n in fields) and n in version.data
+    ]
     skipped = [n for n in recorded if n in masked]
     obj = model._default_manager.using(using).filter(pk=version.pk).first()
 
@@ -204,8 +213,33 @@ def preview(
     changes = field_changes(model, {n: (current or {}).get(n) for n in set_names}, wanted)
     resolve_related(changes, using)
     plan = RevertPlan(version, obj, target, set_names, changes, skipped)
+    _schema_notes(plan, recorded)
     plan.problems = _problems(plan, expected_event_id, using)
     return plan
+
+
+def _schema_notes(plan: RevertPlan, recorded: list[str]) -> None:
+    """Name what the revert leaves alone because the schema changed since the version."""
+    version = plan.version
+    retired = retired_fields(version.event_model)
+    gone = [n for n in version.data if n in retired and n not in recorded]
+    plan.removed = [capfirst(retired[n].verbose_name) for n in gone]
+    opts = version.tracked_model._meta.concrete_model._meta
+    plan.not_recorded = [
+        capfirst(opts.get_field(n).verbose_name)
+        for n in recorded
+        if n not in version.data and n not in plan.skipped
+    ]
+
+
+def _retyped_since(version: Version) -> set[str]:
+    """Fields whose column type changed after the version was recorded."""
+    return {
+        v.name
+        for v in field_values(version.event_model)
+        if v.retired is None
+        and any(s.until is not None and version.event_id <= s.until for s in v.segments)
+    }
 
 
 def _field(model: type[models.Model], name: str) -> models.Field | None:
@@ -294,12 +328,24 @@ def _problems(plan: RevertPlan, expected: int | None, using: str) -> list[Revert
     try:
         plan.target.full_clean(exclude=sorted(kept), validate_unique=True)
     except ValidationError as exc:
-        problems.append(_validation_problem(model, exc))
+        problems.append(_validation_problem(model, exc, _retyped_since(plan.version)))
     return problems
 
 
-def _validation_problem(model: type[models.Model], exc: ValidationError) -> RevertError:
+def _validation_problem(
+    model: type[models.Model], exc: ValidationError, retyped: set[str]
+) -> RevertError:
     errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    misfits = sorted(set(errors) & retyped)
+    if misfits:
+        detail = "; ".join(f"{n}: {' '.join(errors[n])}" for n in misfits)
+        name = misfits[0]
+        verbose = capfirst(model._meta.get_field(name).verbose_name)
+        return RevertSchemaError(
+            f"{verbose} ({model._meta.label}.{name}) changed type since this version was "
+            f"recorded, and the recorded value no longer fits ({detail}). Untick it to "
+            "revert the other fields."
+        )
     unique = [
         name
         for name, items in getattr(exc, "error_dict", {}).items()

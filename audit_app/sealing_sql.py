@@ -110,8 +110,7 @@ def sealed_columns(cursor: Any, table: str) -> list[Column]:
     Empty when the table does not exist. Two columns with one key cannot be told
     apart in the encoding: SchemaError says which.
     """
-    cursor.execute(_COLUMNS_SQL, [sql.quote(table)])
-    columns = [Column(name, key_of(name, comment), oid) for name, comment, oid in cursor.fetchall()]
+    columns = column_keys(cursor, table)
     seen: dict[str, str] = {}
     for column in columns:
         if column.key in seen or column.key == CONTEXT_KEY:
@@ -123,6 +122,12 @@ def sealed_columns(cursor: Any, table: str) -> list[Column]:
             )
         seen[column.key] = column.name
     return columns
+
+
+def column_keys(cursor: Any, table: str) -> list[Column]:
+    """The columns of ``table`` in attribute order with their keys, clashes included."""
+    cursor.execute(_COLUMNS_SQL, [sql.quote(table)])
+    return [Column(name, key_of(name, comment), oid) for name, comment, oid in cursor.fetchall()]
 
 
 def canonical_columns(cursor: Any, table: str) -> list[tuple[str, str]]:

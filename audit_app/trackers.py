@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pgtrigger
@@ -133,3 +134,10 @@ class DeleteEvent(DatabaseTracker):
 
 def default_trackers() -> list[Tracker]:
     return [InsertEvent(), UpdateEvent(), DeleteEvent()]
+
+
+def is_masked(field_name: str, patterns: Iterable[str]) -> bool:
+    """Whether a field of this name is stored as change markers (``AUDIT_MASKED_FIELDS``
+    patterns, matched case-insensitively)."""
+    name = field_name.lower()
+    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)

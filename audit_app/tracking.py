@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +19,7 @@ from audit_app.trackers import (
     Tracker,
     check_label,
     default_trackers,
+    is_masked,
     render_condition,
 )
 from audit_app.triggers import AppendOnly, CaptureTrigger
@@ -45,6 +45,9 @@ _DROPPED_KWARGS = (
     "related_query_name",
     "limit_choices_to",
     "db_comment",
+    # Events are written by triggers: defaults never apply, and a default would fill the
+    # column of events written before the field existed as if they had recorded it.
+    "default",
 )
 
 
@@ -111,13 +114,11 @@ def tracked_fields(
     return [pk, *chosen]
 
 
-def is_masked(field_name: str, patterns: Iterable[str]) -> bool:
-    name = field_name.lower()
-    return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
-
-
 def copy_field(field: models.Field, *, masked: bool) -> models.Field:
-    """A history copy of ``field``: same type and column, no constraints or indexes."""
+    """A history copy of ``field``: same type and column, no constraints or indexes.
+
+    Always nullable: events written before a field existed hold no value for it.
+    """
     if masked:
         # Masked values are stored as change markers (see sql.masked_marker_sql).
         return models.TextField(null=True, verbose_name=field.verbose_name, db_column=field.column)
@@ -131,7 +132,7 @@ def copy_field(field: models.Field, *, masked: bool) -> models.Field:
             db_constraint=False,
             db_index=False,
             related_name="+",
-            null=field.null,
+            null=True,
             blank=field.blank,
             verbose_name=field.verbose_name,
             db_column=field.column,
@@ -141,6 +142,7 @@ def copy_field(field: models.Field, *, masked: bool) -> models.Field:
         kwargs.pop(key, None)
     kwargs["db_index"] = False
     kwargs["db_column"] = field.column
+    kwargs["null"] = True
     cls: type[models.Field] = field.__class__
     for auto, plain in _AUTO_TO_INT.items():
         if isinstance(field, auto):

@@ -1,4 +1,5 @@
-"""``manage.py audit``: status, backfill, export, prune, seal and verify of the audit history."""
+"""``manage.py audit``: status, backfill, export, prune, erasure, seal and verify of the audit
+history."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from django.utils.translation import ngettext
 from audit_app import heads as seal_heads
 from audit_app import sql
 from audit_app.counting import count_rows
-from audit_app.exceptions import SealError
+from audit_app.erasure import erase_retired
+from audit_app.exceptions import SealError, TrackingError
 from audit_app.export import stream_csv, stream_jsonl
 from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
@@ -130,6 +132,13 @@ class Command(BaseCommand):
         prune.add_argument("--dry-run", action="store_true")
         prune.add_argument("--batch-size", type=int, default=10_000)
         _add_integrity_parsers(sub)
+        erase = sub.add_parser(
+            "erase", help="Drop the recorded values of a field the model no longer has."
+        )
+        erase.add_argument("model", metavar="app_label.Model")
+        erase.add_argument("field", help="the removed field's name")
+        erase.add_argument("--reason", required=True, help="why (kept on the record)")
+        erase.add_argument("--dry-run", action="store_true")
         export = sub.add_parser("export", help="Write events as CSV or JSON Lines.")
         export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
         export.add_argument("--model", action="append", default=[], metavar="app_label.Model")
@@ -229,6 +238,28 @@ class Command(BaseCommand):
             self.stdout.write(f"{label}: {_pruned(count, dry_run=options['dry_run'])}")
         total = sum(counts.values())
         self.stdout.write(self.style.SUCCESS(_pruned(total, dry_run=options["dry_run"])))
+
+    def handle_erase(
+        self, *, database: str, model: str, field: str, reason: str, dry_run: bool, **options: Any
+    ) -> None:
+        tracked = _model(model)
+        try:
+            count = erase_retired(tracked, field, reason=reason, dry_run=dry_run, using=database)
+        except TrackingError as exc:
+            raise CommandError(str(exc)) from exc
+        if dry_run:
+            text = ngettext(
+                "%(count)d event holds a value of %(field)s; nothing was erased",
+                "%(count)d events hold a value of %(field)s; nothing was erased",
+                count,
+            )
+        else:
+            text = ngettext(
+                "%(count)d event's value of %(field)s erased",
+                "%(count)d events' values of %(field)s erased",
+                count,
+            )
+        self.stdout.write(text % {"count": count, "field": f"{tracked._meta.label}.{field}"})
 
     def handle_export(self, *, database: str, **options: Any) -> None:
         queryset = AuditEvent.objects.using(database)
