@@ -105,7 +105,7 @@ class SchemaProject:
         )
         if fail:
             assert done.returncode != 0, f"{args} did not fail:\n{done.stdout}"
-            return done.stderr
+            return done.stdout + done.stderr
         if done.returncode != 0:
             raise AssertionError(f"{args} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
