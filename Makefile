@@ -1,6 +1,6 @@
 # django-audit-admin: two commands for people, the rest are helpers.
 #
-#   make demo   set up .venv, migrate, seed once and serve the admin at
+#   make demo   set up .venv, migrate, seed once, seal the history and serve the admin at
 #               http://127.0.0.1:8000/admin/ (logins admin, editor, viewer;
 #               password = username, demo only)
 #   make test   set up .venv and run the whole test suite, browser tests included
@@ -22,6 +22,7 @@ PYTEST_ARGS ?=
 demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed
+	$(MANAGE) audit seal
 	@echo
 	@echo "  Admin:  http://$(DEMO_ADDR)/admin/"
 	@echo "  Logins: admin / admin     (superuser)"

@@ -59,6 +59,13 @@ WSGI_APPLICATION = "config.wsgi.application"
 
 DATABASES = {"default": database_settings(os.environ.get("AUDIT_DB_PURPOSE", "demo"))}
 
+if os.environ.get("AUDIT_DB_PURPOSE", "demo") == "demo":
+    # Demo only, like SECRET_KEY above: a real seal key is a secret kept out of the
+    # database and out of the code (docs/integrity.md).
+    AUDIT_SEAL_KEY = os.environ.get(
+        "AUDIT_SEAL_KEY", "example-project-seal-key-not-secret-0123456789abcdef0123456789"
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
