@@ -33,7 +33,7 @@ def level() -> str:
 
 def append_only() -> bool:
     """Whether event tables refuse UPDATE, DELETE and TRUNCATE (``AUDIT_APPEND_ONLY``)."""
-    return bool(_get("APPEND_ONLY", False))
+    return bool(_get("APPEND_ONLY", True))
 
 
 def masked_fields() -> tuple[str, ...]:

@@ -234,8 +234,11 @@ def plan_event_model(
     """Resolve ``track()``'s options against the settings and check them together."""
     trackers = tuple(trackers) or tuple(default_trackers())
     _check_trackers(model, trackers)
-    append_only = conf.append_only() if append_only is None else append_only
     constrain_obj = conf.constrain_obj() if constrain_obj is None else constrain_obj
+    if append_only is None:
+        # A constrained reference deletes events with their object: the setting's
+        # append-only default gives way to it; an explicit append_only=True does not.
+        append_only = conf.append_only() and not constrain_obj
     if constrain_obj:
         _check_constrain_obj(model, trackers, append_only=append_only)
     copied = tracked_fields(model, fields, exclude)

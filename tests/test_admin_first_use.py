@@ -8,7 +8,7 @@ from bs4 import BeautifulSoup
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,12 +47,16 @@ def versions(obj) -> list[AuditEvent]:
 def move_back(event: AuditEvent, seconds: int) -> None:
     """Date an event ``seconds`` earlier (two versions in different minutes)."""
     table = event.source_event_model._meta.db_table
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # As the tables' owner may: history is append-only.
+        cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(
             f"UPDATE \"{table}\" SET audit_created_at = audit_created_at - %s * interval '1 second'"
             " WHERE audit_id = %s",
             [seconds, event.event_id],
         )
+        # SET LOCAL lasts to the end of the test's transaction, not of this savepoint.
+        cursor.execute("SET LOCAL session_replication_role = DEFAULT")
 
 
 # -- times ---------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from django.db import DatabaseError, connection, transaction
 import audit_app
 from audit_app.exceptions import TrackingError
 from audit_app.models import Bypass
+from audit_app.tracking import plan_event_model
 from shop.models import Customer, DigitalProduct, Product, ProductTag, StaffUser, Tag
-from tests.trackapp.models import Credential, Invoice, Note, RowWidget, Widget
+from tests.trackapp.models import Color, Credential, Invoice, Note, RowWidget, Widget
 
 pytestmark = pytest.mark.django_db
 
@@ -178,6 +179,36 @@ class TestAppendOnly:
             with connection.cursor() as cursor:
                 cursor.execute(statement)
         assert Invoice.audit_event_model.objects.count() == 1
+
+    def test_event_tables_are_append_only_by_default(self):
+        # Widget says nothing about it; Note's constrained reference deletes its events
+        # with the object, so the default gives way there.
+        Widget.objects.create(name="a")
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM trackapp_widgetevent")
+        note = Note.objects.create(text="x")
+        note.delete()
+        assert not Note.audit_event_model.objects.exists()
+
+    def test_the_default_follows_the_setting_at_declaration(self, settings):
+        settings.AUDIT_APPEND_ONLY = False
+        plan = plan_event_model(Color, (), model_name="ColorPlanEvent")
+        assert plan.append_only is False
+        settings.AUDIT_APPEND_ONLY = True
+        assert plan_event_model(Color, (), model_name="ColorPlanEvent").append_only is True
+        constrained = plan_event_model(
+            Color, (audit_app.InsertEvent(),), model_name="ColorPlanEvent", constrain_obj=True
+        )
+        assert constrained.append_only is False
+        with pytest.raises(ValueError, match="append-only"):
+            plan_event_model(
+                Color,
+                (audit_app.InsertEvent(),),
+                model_name="ColorPlanEvent",
+                constrain_obj=True,
+                append_only=True,
+            )
 
     def test_session_variables_do_not_switch_protection_off(self):
         Invoice.objects.create()
