@@ -9,6 +9,9 @@ from django.conf import settings
 from django.core import checks
 from django.db import connections
 
+from audit_app.following import resolve
+from audit_app.registry import tracked_models
+
 MIDDLEWARE = "audit_app.middleware.AuditContextMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
@@ -88,3 +91,24 @@ def check_apps_and_middleware(app_configs: Any = None, **kwargs: Any) -> list[ch
             )
         )
     return errors
+
+
+# One stable id per kind of follow problem (audit_app.following.FollowProblem.kind).
+FOLLOW_CHECK_IDS = {
+    "unknown": "audit_app.E010",
+    "not_followable": "audit_app.E011",
+    "untracked": "audit_app.E012",
+}
+
+
+def follow_errors(problems: Any) -> list[checks.CheckMessage]:
+    """One error per follow problem (``audit_app.following.FollowProblem``)."""
+    return [
+        checks.Error(p.message, hint=p.hint, obj=p.model, id=FOLLOW_CHECK_IDS[p.kind])
+        for p in problems
+    ]
+
+
+@checks.register(checks.Tags.models)
+def check_follows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return follow_errors(p for model in tracked_models() for p in resolve(model)[1])
