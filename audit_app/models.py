@@ -11,6 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 
+from audit_app.changesets import changeset_of
 from audit_app.diff import action_of
 from audit_app.event_sql import AGGREGATE_TABLE
 from audit_app.query import AuditEventQuerySet
@@ -228,6 +229,11 @@ class AuditEvent(models.Model):
     @property
     def source_event_model(self) -> type[models.Model]:
         return apps.get_model(self.event_model)
+
+    def changeset(self, follow: Any = None) -> Any:
+        """The change set of this event: the events of its object and of the object's
+        followed rows (``follow``, default: the declared ones) written in its context."""
+        return changeset_of(self, follow)
 
     def revert(
         self,
