@@ -234,4 +234,3 @@ def changeset_of(event: Any, follow: Sequence[str] | None = None) -> ChangeSet:
     events = type(event).objects.tracks(root, follow=follow).select_related("context")
     (changeset,) = ChangeSets(events, events).load([changeset_key(event)])
     return changeset
-
