@@ -147,9 +147,8 @@ def history_view(
     status = 200
     if filterset.is_bound and not filterset.is_valid():
         events, status = events.none(), 400
-    else:
-        events = filterset.qs
-    table = model_admin.get_history_table_class(request)(events, history=history)
+    changesets = events.changesets() if status == 400 else filterset.qs.changesets(events=events)
+    table = model_admin.get_history_table_class(request)(changesets, history=history)
     paginate_lazily(table, request, model_admin.get_history_paginate_by(request))
     context = {
         **history.base_context(_("Change history: %s") % obj),

@@ -125,8 +125,14 @@ class ChangeSet:
 
     @property
     def action(self) -> str:
-        """The object's own action (created, changed, reverted...), else "changed"."""
-        return self.anchor.action if self.anchor is not None else "changed"
+        """The object's own action (created, changed, reverted...), else "changed".
+
+        A change set that created (or restored) the object says so, whatever followed.
+        """
+        if not self.own:
+            return "changed"
+        first = self.own[0].action
+        return first if first in ("created", "restored") else self.own[-1].action
 
     @property
     def own_diff(self) -> dict[str, list[Any]] | None:

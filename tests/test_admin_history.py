@@ -20,9 +20,11 @@ def soup(response):
 
 @pytest.fixture
 def order(editor):
-    with audit_app.context(user=editor.pk, username="editor", request_id="rq-1"):
+    # Two requests: the timeline shows one entry per change set.
+    with audit_app.context(user=editor.pk, username="editor", request_id="rq-0"):
         customer = Customer.objects.create(name="Ann", email="ann@example.org")
         order = Order.objects.create(customer=customer, notes="first notes")
+    with audit_app.context(user=editor.pk, username="editor", request_id="rq-1"):
         order.status = "paid"
         order.notes = "second notes"
         order.save()
@@ -221,6 +223,8 @@ def test_every_field_kind_renders(client, editor):
             attributes={"a": 1},
             description="one two three",
         )
+    # A later request: its own entry on the timeline, diffed against the creation.
+    with audit_app.context(user=editor.pk, username="editor", request_id="kinds-2"):
         p.price = Decimal("2.25")
         p.attributes = {"a": 2, "b": True}
         p.description = "one 2 three"
@@ -228,6 +232,7 @@ def test_every_field_kind_renders(client, editor):
         p.active = False
         p.save()
         c = Customer.objects.create(name="m", email="m@example.org", api_token="secret-token-1")
+    with audit_app.context(user=editor.pk, username="editor", request_id="kinds-3"):
         c.api_token = "secret-token-2"
         c.save()
     client.force_login(editor)

@@ -6,23 +6,24 @@ from django.db import connection
 import audit_app
 from audit_app import following
 from audit_app.checks import FOLLOW_CHECK_IDS, check_follows, follow_errors
-from shop.models import Customer, StaffUser
-from tests.trackapp.models import Basket, BasketLabel, BasketLine, BasketSticker, GiftLine
+from shop.models import Customer, Product, ProductTag, StaffUser
+from tests.trackapp.models import Basket, BasketLine, BasketSticker, GiftLine
 
 
 def test_declared_follows_resolve_to_their_event_tables():
-    lines, labels, stickers = following.followed_relations(Basket)
+    lines, stickers = following.followed_relations(Basket)
     assert (lines.name, lines.kind, lines.label) == ("lines", following.CHILDREN, "Lines")
     assert lines.event_model is BasketLine.audit_event_model
     assert (lines.fk_name, lines.fk_column) == ("basket", "basket_id")
-    assert labels.kind == following.LINKS
-    assert labels.event_model is BasketLabel.audit_event_model
-    assert labels.target_name == "label"
+    assert (stickers.kind, stickers.target_name) == (following.LINKS, "label")
     assert stickers.event_model is BasketSticker.audit_event_model
+    (tags,) = following.followed_relations(Product)
+    assert tags.kind == following.LINKS and tags.event_model is ProductTag.audit_event_model
+    assert (tags.fk_name, tags.target_name) == ("product", "tag")
 
 
 def test_follow_argument_picks_declared_relations_only():
-    assert [f.name for f in following.followed_relations(Basket, ["labels"])] == ["labels"]
+    assert [f.name for f in following.followed_relations(Basket, ["stickers"])] == ["stickers"]
     assert following.followed_relations(Basket, ()) == []
     with pytest.raises(ValueError, match="does not follow"):
         following.followed_relations(Basket, ["nope"])

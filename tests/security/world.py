@@ -204,17 +204,20 @@ def build_hostile(payload: str, actor: Any, marker: str = "h") -> Hostile:
         "reason": payload,
         "request_id": payload,
     }
-    with audit_app.context(**metadata):
+    # Created in a context of their own: the timeline shows the changes below as
+    # change sets of their own, diffed against these versions.
+    with audit_app.context(**{**metadata, "step": "created"}):
         customer = Customer.objects.create(name="plain", email=f"{marker}1@example.org")
         customer_first = AuditEvent.objects.tracks(customer).get().id
-        customer.name = payload
-        customer.save()
         order = Order.objects.create(customer=customer, notes="plain")
-        order.notes = payload
-        order.save()
         product = Product.objects.create(
             sku=f"{marker}-1", name="plain", price=1, attributes={"kind": "plain"}
         )
+    with audit_app.context(**metadata):
+        customer.name = payload
+        customer.save()
+        order.notes = payload
+        order.save()
         product.description = payload
         product.attributes = {"kind": payload, payload: payload}
         product.save()

@@ -88,26 +88,21 @@ class Label(models.Model):
         return self.name
 
 
-@audit_app.track(follow=["lines", "labels", "stickers"])
+@audit_app.track(follow=["lines", "stickers"])
 class Basket(models.Model):
-    """Followed relations: inline rows, an auto-created and an explicit through table."""
+    """Followed relations: inline rows and an explicit through table.
+
+    (An auto-created through table is followed by the shop's Product.tags: Django
+    cannot build its tracked proxy without migrations, which a test database does.)
+    """
 
     name = models.CharField(max_length=50)
-    labels = models.ManyToManyField(Label, blank=True, related_name="baskets")
     stickers = models.ManyToManyField(
         Label, blank=True, through="BasketSticker", related_name="stuck_on"
     )
 
     def __str__(self):
         return self.name
-
-
-@audit_app.track()
-class BasketLabel(Basket.labels.through):
-    """The auto-created many-to-many table of ``Basket.labels``, tracked through a proxy."""
-
-    class Meta:
-        proxy = True
 
 
 @audit_app.track()

@@ -1,0 +1,177 @@
+"""The timeline of an object with followed rows: one entry per change set."""
+
+from decimal import Decimal
+
+import pytest
+from bs4 import BeautifulSoup
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+import audit_app
+from shop.models import Customer, Order, OrderItem, Product, Tag
+
+pytestmark = pytest.mark.django_db
+
+
+def soup(response):
+    return BeautifulSoup(response.content, "html.parser")
+
+
+def timeline(client, obj):
+    url = reverse(f"admin:shop_{obj._meta.model_name}_history", args=[obj.pk])
+    response = client.get(url)
+    assert response.status_code == 200
+    return soup(response).select("table.audit-timeline > tbody > tr")
+
+
+def relation_text(row, name):
+    found = row.select_one(f'.audit-relation[data-relation="{name}"]')
+    return found.get_text(" ", strip=True) if found else None
+
+
+@pytest.fixture
+def products():
+    return [
+        Product.objects.create(sku=f"p{n}", name=name, price=Decimal("1"))
+        for n, name in enumerate(["Widget", "Gadget", "Manual", "Gizmo"])
+    ]
+
+
+@pytest.fixture
+def order(products):
+    with audit_app.context(request_id="setup"):
+        order = Order.objects.create(customer=Customer.objects.create(name="A", email="a@x.org"))
+        OrderItem.objects.create(order=order, product=products[1], quantity=1)
+        OrderItem.objects.create(order=order, product=products[2], quantity=1)
+    return order
+
+
+def change_form_data(order, items, *, add=(), delete=()):
+    """The POST of the order's change form with its inline items."""
+    data = {
+        "customer": order.customer_id,
+        "status": "paid",
+        "total": "0",
+        "notes": "",
+        "items-TOTAL_FORMS": str(len(items) + len(add)),
+        "items-INITIAL_FORMS": str(len(items)),
+        "items-MIN_NUM_FORMS": "0",
+        "items-MAX_NUM_FORMS": "1000",
+    }
+    for n, (item, quantity) in enumerate(items):
+        data.update(
+            {
+                f"items-{n}-id": item.pk,
+                f"items-{n}-order": order.pk,
+                f"items-{n}-product": item.product_id,
+                f"items-{n}-quantity": quantity,
+            }
+        )
+        if item in delete:
+            data[f"items-{n}-DELETE"] = "on"
+    for n, (product, quantity) in enumerate(add, start=len(items)):
+        data.update(
+            {
+                f"items-{n}-order": order.pk,
+                f"items-{n}-product": product.pk,
+                f"items-{n}-quantity": quantity,
+            }
+        )
+    return data
+
+
+def test_one_admin_save_with_inlines_is_one_entry(client, editor, order, products):
+    gadget, manual = order.items.order_by("pk")
+    client.force_login(editor)
+    data = change_form_data(
+        order, [(gadget, 3), (manual, 1)], add=[(products[0], 2)], delete=[manual]
+    )
+    response = client.post(reverse("admin:shop_order_change", args=[order.pk]), data)
+    assert response.status_code == 302, response.content[:2000]
+    rows = timeline(client, order)
+    assert len(rows) == 2  # the save, and the order's creation with its first items
+    save = rows[0]
+    assert save.select_one("tr[data-field=status] .audit-new").text.strip() == "Paid"
+    assert relation_text(save, "items") == (
+        "Items: added 2 x Widget ; 3 x Gadget : quantity 1 → 3; removed 1 x Manual ."
+    )
+    assert relation_text(rows[1], "items") == "Items: added 1 x Gadget , 1 x Manual ."
+
+
+def test_tag_links_are_summarised_by_tag(client, editor, products):
+    product = products[0]
+    new, sale = Tag.objects.create(name="new"), Tag.objects.create(name="sale")
+    product.tags.add(new)
+    with audit_app.context(request_id="retag"):
+        product.tags.remove(new)
+        product.tags.add(sale)
+    client.force_login(editor)
+    rows = timeline(client, product)
+    assert relation_text(rows[0], "tags") == "Tags: added sale ; removed new ."
+
+
+def test_values_are_escaped(client, editor, order, products):
+    products[0].name = "<b>bold</b>"
+    products[0].save()
+    with audit_app.context(request_id="escape"):
+        OrderItem.objects.create(order=order, product=products[0])
+    client.force_login(editor)
+    html = client.get(reverse("admin:shop_order_history", args=[order.pk])).content.decode()
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
+
+
+def test_viewer_without_item_permission_sees_counts_not_values(client, viewer, order):
+    viewer.user_permissions.remove(Permission.objects.get(codename="view_orderitem"))
+    with audit_app.context(request_id="bump"):
+        OrderItem.objects.filter(order=order).update(quantity=7)
+        OrderItem.objects.create(order=order, product=Product.objects.get(name="Widget"))
+    client.force_login(viewer)
+    rows = timeline(client, order)
+    assert relation_text(rows[0], "items") == "Items: 1 added; 2 changed."
+    assert rows[0].select_one(".audit-relation-hidden")
+    assert "Gadget" not in str(rows[0]) and "7" not in relation_text(rows[0], "items")
+
+
+def test_entry_of_rows_only_has_no_version_tools(client, editor, order):
+    with audit_app.context(request_id="rows only"):
+        OrderItem.objects.filter(order=order).update(quantity=5)
+    client.force_login(editor)
+    rows = timeline(client, order)
+    assert not rows[0].select(".audit-view-version, input[type=radio]")
+    assert rows[1].select(".audit-view-version")
+
+
+def _history_queries(client, order):
+    url = reverse("admin:shop_order_history", args=[order.pk])
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_timeline_queries_do_not_grow_with_rows(client, editor, products):
+    def order_with(n):
+        with audit_app.context(request_id=f"create {n}"):
+            order = Order.objects.create(
+                customer=Customer.objects.create(name=f"c{n}", email=f"c{n}@x.org")
+            )
+            OrderItem.objects.bulk_create(
+                OrderItem(order=order, product=products[i % 4]) for i in range(n)
+            )
+        with audit_app.context(request_id=f"edit {n}"):
+            OrderItem.objects.filter(order=order).update(quantity=2)
+            OrderItem.objects.filter(order=order)[:1].get().delete()
+        return order
+
+    client.force_login(editor)
+    small, big = order_with(2), order_with(30)
+    _history_queries(client, small)  # warm caches (content types, permissions)
+    assert _history_queries(client, small) == _history_queries(client, big)
+
+
+def test_filters_select_whole_change_sets(client, editor, order):
+    client.force_login(editor)
+    url = reverse("admin:shop_order_history", args=[order.pk])
+    rows = soup(client.get(url, {"action": "created"})).select("table.audit-timeline > tbody > tr")
+    assert len(rows) == 1 and relation_text(rows[0], "items").startswith("Items: added")
