@@ -53,7 +53,7 @@ def _own_data(row: RowChange) -> dict[str, Any] | None:
     return None
 
 
-def _resolve_foreign_keys(instances: Sequence[models.Model]) -> None:
+def resolve_foreign_keys(instances: Sequence[models.Model]) -> None:
     """Fill the forward foreign keys of ``instances``: one query per related model."""
     wanted: dict[type[models.Model], set[Any]] = defaultdict(set)
     fields = []
@@ -92,7 +92,7 @@ def row_labels(rows: Iterable[RowChange]) -> dict[int, str]:
         instances[id(row)] = (
             instance_from_data(row.relation.child_model, data) if data is not None else None
         )
-    _resolve_foreign_keys([i for i in instances.values() if i is not None])
+    resolve_foreign_keys([i for i in instances.values() if i is not None])
     return {id(row): _label(instances[id(row)], row) for row in rows}
 
 

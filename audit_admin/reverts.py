@@ -22,6 +22,7 @@ from audit_admin import rendering
 from audit_admin.history import HistoryPage, object_or_404, parse_event_key
 from audit_admin.history_tables import DeletedTable
 from audit_admin.pagination import paginate_lazily
+from audit_admin.restore_cascade import cascade_context, follows, permission_problems
 from audit_admin.revert_requests import (
     REASON_MAX,
     error_status,
@@ -30,9 +31,10 @@ from audit_admin.revert_requests import (
     record_in_admin_log,
     version_phrase,
 )
+from audit_app.cascade import plan_restore, revert
 from audit_app.exceptions import NothingToRevert, RevertError
 from audit_app.models import AuditEvent
-from audit_app.reverting import latest_event_id, preview, revert
+from audit_app.reverting import latest_event_id, preview
 
 
 def _title(history: HistoryPage, event: AuditEvent, *, restore: bool) -> str:
@@ -79,6 +81,10 @@ def _confirmation(
         "reason_max": REASON_MAX,
         "reason": posted_reason(request),
     }
+    if plan and plan.is_restore and follows(event):
+        # The rows the deletion removed come back too: list them, with every problem.
+        context.update(cascade_context(request, event))
+        context["problems"] = [p for p in context["cascade_problems"] if p != str(error)]
     return TemplateResponse(
         request,
         history.template("revert_confirmation.html"),
@@ -161,6 +167,8 @@ def restore_view(model_admin: Any, request: HttpRequest, event_key: str) -> Http
     history = HistoryPage(model_admin, request, None)
     action_url = history.url("audit_restore", event.id)
     if request.POST.get("confirm") == "yes":
+        if follows(event) and permission_problems(request, plan_restore(event)):
+            raise PermissionDenied
         return _apply(model_admin, request, history, event, action_url)
     return _confirmation(model_admin, request, history, event, action_url=action_url)
 

@@ -70,10 +70,16 @@ class RowChange:
 
 
 def _row_kind(events: list[Any], relation: Followed, parents: Sequence[str]) -> str | None:
-    first, last = events[0], events[-1]
+    # Only the relation's own table records the foreign key (a concrete-inheritance
+    # child's table does not): read the row's place from its events there.
+    holder = relation.event_model._meta.label
+    keyed = [e for e in events if e.event_model == holder] or events
+    first, last = keyed[0], keyed[-1]
+    if events[-1].label == "delete":
+        last = events[-1]
 
     def belongs(event: Any) -> bool:
-        return str(event.data.get(relation.fk_name)) in parents
+        return event.event_model != holder or str(event.data.get(relation.fk_name)) in parents
 
     arrived = first.label == "insert" or (
         first.diff is not None and relation.fk_name in first.diff and belongs(first)

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 import audit_app
+from audit_app.models import AuditEvent
 from shop.models import Customer, Order, OrderItem, Product, Tag
 
 pytestmark = pytest.mark.django_db
@@ -175,3 +176,45 @@ def test_filters_select_whole_change_sets(client, editor, order):
     url = reverse("admin:shop_order_history", args=[order.pk])
     rows = soup(client.get(url, {"action": "created"})).select("table.audit-timeline > tbody > tr")
     assert len(rows) == 1 and relation_text(rows[0], "items").startswith("Items: added")
+
+
+@pytest.fixture
+def deleted_order(order):
+    with audit_app.context(request_id="delete"):
+        order.delete()
+    return AuditEvent.objects.across(Order).deleted().get()
+
+
+def restore_url(event):
+    return reverse("admin:shop_order_audit_restore", args=[event.id])
+
+
+def test_restore_confirmation_lists_the_items_and_brings_them_back(client, editor, deleted_order):
+    client.force_login(editor)
+    page = soup(client.post(restore_url(deleted_order)))
+    rows = [li.get_text(" ", strip=True) for li in page.select("li.audit-cascade-row")]
+    assert rows == ["Items: 1 x Gadget", "Items: 1 x Manual"]
+    response = client.post(restore_url(deleted_order), {"confirm": "yes", "reason": "oops"})
+    assert response.status_code == 302
+    order = Order.objects.get(pk=deleted_order.obj_id)
+    assert sorted(order.items.values_list("product__name", flat=True)) == ["Gadget", "Manual"]
+
+
+def test_restore_needs_add_permission_on_the_items(client, editor, deleted_order):
+    editor.user_permissions.remove(Permission.objects.get(codename="add_orderitem"))
+    client.force_login(editor)
+    page = soup(client.post(restore_url(deleted_order)))
+    assert any("may not add" in p.text for p in page.select(".audit-problem"))
+    assert client.post(restore_url(deleted_order), {"confirm": "yes"}).status_code == 403
+    assert not Order.objects.filter(pk=deleted_order.obj_id).exists()
+
+
+def test_restore_with_a_gone_product_is_refused_and_writes_nothing(client, editor, deleted_order):
+    Product.objects.filter(name="Manual").delete()
+    client.force_login(editor)
+    page = soup(client.post(restore_url(deleted_order)))
+    assert any("no longer exists" in p.text for p in page.select(".audit-problem"))
+    response = client.post(restore_url(deleted_order), {"confirm": "yes"})
+    assert response.status_code == 400
+    assert not Order.objects.filter(pk=deleted_order.obj_id).exists()
+    assert not OrderItem.objects.exists()
