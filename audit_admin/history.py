@@ -21,6 +21,7 @@ from audit_admin.links import AdminLinks
 from audit_admin.pages import admin_context
 from audit_admin.pagination import paginate_lazily
 from audit_app.diff import compare, current_data, field_changes
+from audit_app.following import followed_relations
 from audit_app.models import AuditEvent
 from audit_app.reverting import matches_current
 
@@ -48,6 +49,7 @@ class HistoryPage:
         self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
         self.links = AdminLinks(request, self.admin_site)
         self._current: dict[str, dict[str, Any] | None] = {}
+        self._newest: str | None = None
 
     def url(self, view: str, *args: Any) -> str:
         info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
@@ -61,6 +63,22 @@ class HistoryPage:
         revert, or when the object already matches that version (nothing to revert)."""
         if not self.can_revert or self.matches_current(event):
             return None
+        return self.url("audit_revert", quote(self.obj.pk), event.id)
+
+    def changeset_revert_url(self, changeset: Any) -> str | None:
+        """The revert to right after ``changeset`` (its object's newest own event): for a
+        model that follows relations, offered for every change set but the newest, as
+        its rows may differ even where the object's own fields match."""
+        event = changeset.anchor
+        if event is None or not self.can_revert:
+            return None
+        if not followed_relations(self.opts.model):
+            return self.revert_url(event)
+        if self._newest is None:
+            newest = self.model_admin.get_history_queryset(self.request, self.obj)
+            self._newest = newest.without_diffs().values_list("id", flat=True).first() or ""
+        if self._newest in {e.id for e in changeset.events}:
+            return self.revert_url(event)
         return self.url("audit_revert", quote(self.obj.pk), event.id)
 
     def matches_current(self, event: AuditEvent) -> bool:

@@ -144,7 +144,7 @@ class HistoryTable(AuditTable):
     def render_tools(self, record: ChangeSet) -> str:
         if record.anchor is None:
             return ""
-        revert_url = self.history.revert_url(record.anchor)
+        revert_url = self.history.changeset_revert_url(record)
         return format_html(
             '<div class="audit-tools"><a class="audit-view-version" href="{}">View</a>{}</div>',
             self.history.version_url(record.anchor),

@@ -25,6 +25,7 @@ class ShownRow:
     name: str  # the relation's name ("items")
     label: str  # the row as the admin labels it
     problems: tuple[str, ...]
+    action: str = ""  # what a revert does to it ("deleted", "restored", "changed: ...")
 
 
 def follows(event: Any) -> bool:

@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from audit_admin import rendering
+from audit_admin import changeset_reverts, rendering
 from audit_admin.history import HistoryPage, object_or_404, parse_event_key
 from audit_admin.history_tables import DeletedTable
 from audit_admin.pagination import paginate_lazily
@@ -32,6 +32,7 @@ from audit_admin.revert_requests import (
     version_phrase,
 )
 from audit_app.cascade import plan_restore, revert
+from audit_app.changeset_revert import plan_changeset_revert, revert_changeset
 from audit_app.exceptions import NothingToRevert, RevertError
 from audit_app.models import AuditEvent
 from audit_app.reverting import latest_event_id, preview
@@ -81,6 +82,12 @@ def _confirmation(
         "reason_max": REASON_MAX,
         "reason": posted_reason(request),
     }
+    if plan and not plan.is_restore and changeset_reverts.follows(event):
+        # The object's rows are reverted too: list them, with every problem.
+        context.update(changeset_reverts.revert_context(request, event, history.obj))
+        shown = [p for p in context["changeset_problems"] if str(p) != str(error)]
+        context["problems"] = shown
+        context["nothing_to_do"] = any(isinstance(p, NothingToRevert) for p in shown)
     if plan and plan.is_restore and follows(event):
         # The rows the deletion removed come back too: list them, with every problem.
         context.update(cascade_context(request, event))
@@ -102,13 +109,24 @@ def _apply(
 ) -> HttpResponse:
     fields = request.POST.getlist("fields") or None
     try:
-        saved = revert(
-            event,
-            fields=fields,
-            user=request.user,
-            reason=posted_reason(request),
-            expected_event_id=posted_event_id(request, "expected_event_id"),
-        )
+        if history.obj is not None and changeset_reverts.follows(event):
+            saved = revert_changeset(
+                event,
+                root=history.obj,
+                fields=fields,
+                user=request.user,
+                reason=posted_reason(request),
+                expected=request.POST.get("expected_changeset", "")[:200] or None,
+                expected_event_id=posted_event_id(request, "expected_event_id"),
+            )
+        else:
+            saved = revert(
+                event,
+                fields=fields,
+                user=request.user,
+                reason=posted_reason(request),
+                expected_event_id=posted_event_id(request, "expected_event_id"),
+            )
     except NothingToRevert as exc:
         # Not an error: the object is already as asked (say, a second press of the button).
         model_admin.message_user(request, str(exc), messages.INFO)
@@ -143,6 +161,10 @@ def revert_view(
     event = history.event(event_key)
     action_url = history.url("audit_revert", quote(obj.pk), event.id)
     if request.POST.get("confirm") == "yes":
+        if changeset_reverts.follows(event) and changeset_reverts.permission_problems(
+            request, plan_changeset_revert(event, root=obj)
+        ):
+            raise PermissionDenied
         return _apply(model_admin, request, history, event, action_url)
     return _confirmation(model_admin, request, history, event, action_url=action_url)
 

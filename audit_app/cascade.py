@@ -23,6 +23,7 @@ from typing import Any
 from django.db import IntegrityError, models, router, transaction
 from django.utils.text import capfirst
 
+from audit_app.changeset_revert import revert_changeset
 from audit_app.changesets import REMOVED, changeset_of
 from audit_app.exceptions import RevertConflict, RevertError
 from audit_app.following import CHILDREN, Followed, followed_relations
@@ -174,14 +175,27 @@ def revert(
 ) -> models.Model:
     """Revert ``event``'s object to its version, or restore it when it is deleted.
 
-    A restore brings back the rows of the followed relations (``follow``, default: the
-    declared ones; ``()`` none) that the deletion removed (see ``restore``). Otherwise
-    see ``audit_app.reverting.revert``.
+    For a model that follows relations (``follow``, default: the declared ones; ``()``
+    none), a revert brings the object's followed rows back to right after ``event``'s
+    change set too (``changeset_revert.revert_changeset``; ``fields`` limits the
+    object's own fields), and a restore brings back the rows the deletion removed
+    (``restore``). Otherwise see ``audit_app.reverting.revert``.
     """
-    if event_has_follows(event, follow) and fields is None:
+    if event_has_follows(event, follow):
         using_ = using or "default"
-        if load_version(event, using_).label == "delete" and _is_deleted(event, using_):
-            return restore(event, follow=follow, user=user, reason=reason, using=using)
+        if _is_deleted(event, using_):
+            if load_version(event, using_).label == "delete" and fields is None:
+                return restore(event, follow=follow, user=user, reason=reason, using=using)
+        else:
+            return revert_changeset(
+                event,
+                follow=follow,
+                fields=fields,
+                user=user,
+                reason=reason,
+                expected_event_id=expected_event_id,
+                using=using,
+            )
     return revert_one(
         event,
         fields=fields,

@@ -218,3 +218,64 @@ def test_restore_with_a_gone_product_is_refused_and_writes_nothing(client, edito
     assert response.status_code == 400
     assert not Order.objects.filter(pk=deleted_order.obj_id).exists()
     assert not OrderItem.objects.exists()
+
+
+@pytest.fixture
+def saved_order(client, editor, order, products):
+    """The order after the editor's one save: status, a quantity, an added and a removed item."""
+    gadget, manual = order.items.order_by("pk")
+    client.force_login(editor)
+    data = change_form_data(
+        order, [(gadget, 3), (manual, 1)], add=[(products[0], 2)], delete=[manual]
+    )
+    assert client.post(reverse("admin:shop_order_change", args=[order.pk]), data).status_code == 302
+    return order
+
+
+def items_of(order):
+    return sorted(order.items.values_list("product__name", "quantity"))
+
+
+def revert_form(client, order):
+    """The revert button of the creation's timeline entry, and its confirmation page."""
+    creation = timeline(client, order)[1]
+    url = creation.select_one("form.audit-inline-form")["action"]
+    return url, soup(client.post(url))
+
+
+def test_revert_of_a_change_set_lists_every_row_and_restores_them(client, saved_order):
+    url, page = revert_form(client, saved_order)
+    rows = sorted(li.get_text(" ", strip=True) for li in page.select("li.audit-cascade-row"))
+    assert rows == [
+        "Items: 1 x Manual restored",
+        "Items: 2 x Widget deleted",
+        "Items: 3 x Gadget changed: quantity 3 → 1",
+    ]
+    expected = page.select_one("input[name=expected_changeset]")["value"]
+    fields = [i["value"] for i in page.select("input[name=fields]")]
+    response = client.post(
+        url, {"confirm": "yes", "expected_changeset": expected, "fields": fields, "reason": "no"}
+    )
+    assert response.status_code == 302
+    saved_order.refresh_from_db()
+    assert saved_order.status == "new"
+    assert items_of(saved_order) == [("Gadget", 1), ("Manual", 1)]
+    latest = timeline(client, saved_order)[0]
+    assert latest.select_one(".audit-action").text == "reverted"
+
+
+def test_revert_refused_when_a_row_changed_since_the_page_was_shown(client, saved_order):
+    url, page = revert_form(client, saved_order)
+    expected = page.select_one("input[name=expected_changeset]")["value"]
+    OrderItem.objects.filter(order=saved_order).update(quantity=9)
+    response = client.post(url, {"confirm": "yes", "expected_changeset": expected})
+    assert response.status_code == 409
+    assert items_of(saved_order) == [("Gadget", 9), ("Widget", 9)]
+
+
+def test_revert_needs_delete_permission_on_rows_it_deletes(client, editor, saved_order):
+    editor.user_permissions.remove(Permission.objects.get(codename="delete_orderitem"))
+    url, page = revert_form(client, saved_order)
+    assert any("may not delete" in p.text for p in page.select(".audit-problem"))
+    assert client.post(url, {"confirm": "yes"}).status_code == 403
+    assert items_of(saved_order) == [("Gadget", 3), ("Widget", 2)]
