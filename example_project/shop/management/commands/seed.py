@@ -79,6 +79,18 @@ def as_user(user: AbstractBaseUser) -> audit_app.context:
     return audit_app.context(user=user.pk, username=user.get_username(), url="/seed", method="SEED")
 
 
+def as_admin_save(user: AbstractBaseUser, obj: models.Model, request_id: str) -> audit_app.context:
+    """The context of one save of ``obj``'s change form by ``user``: one change set."""
+    opts = obj._meta
+    return audit_app.context(
+        user=user.pk,
+        username=user.get_username(),
+        url=f"/admin/{opts.app_label}/{opts.model_name}/{obj.pk}/change/",
+        method="POST",
+        request_id=request_id,
+    )
+
+
 def shop_models() -> list[type[models.Model]]:
     """The shop's own data models: no event tables, no proxies of other apps' tables."""
     return [
@@ -237,6 +249,8 @@ class Command(BaseCommand):
                 order.total += item.product.price
             Order.objects.bulk_update(changed, ["total"])
 
+        self.edit_like_the_admin(editor, orders, items, products, tags)
+
         with transaction.atomic(), as_user(admin):
             # Deleted objects, for the restore pages.
             for customer in rng.sample(customers[-5:], 3):
@@ -246,6 +260,33 @@ class Command(BaseCommand):
                 product.delete()  # its tag assignments go with it, recorded too
             for order in rng.sample(orders, 5):
                 order.delete()  # cascades to its items, recorded too
+
+    def edit_like_the_admin(self, editor, orders, items, products, tags) -> None:
+        """Saves as the admin's change forms make them, one request each: an order with
+        its inline items (a status, a quantity, an item added, one removed), a product
+        with its tags. Each is one change set on the object's history timeline."""
+        rng = self.rng
+        on_shelf = [p for p in products if p.active]
+        with transaction.atomic():
+            for n, order in enumerate(rng.sample(orders, 8)):
+                with as_admin_save(editor, order, f"seed-order-{n}"):
+                    order.status = Order.Status.PAID
+                    order.save(update_fields=["status"])
+                    kept, *rest = items[order.pk]
+                    kept.quantity += 2
+                    kept.save(update_fields=["quantity"])
+                    for gone in rest[:1]:
+                        gone.delete()
+                    items[order.pk] = [kept, *rest[1:]]
+                    added = OrderItem.objects.create(order=order, product=rng.choice(on_shelf))
+                    items[order.pk].append(added)
+            for n, product in enumerate(rng.sample(on_shelf, 8)):
+                with as_admin_save(editor, product, f"seed-tags-{n}"):
+                    current = list(product.tags.all())
+                    product.tags.remove(*current[:1])
+                    product.tags.add(*rng.sample([t for t in tags if t not in current], 1))
+                    product.name = f"{product.name} (new edition)"
+                    product.save(update_fields=["name"])
 
     def seed_orders(
         self, customers: list[Customer], products: list[Product], admin, editor
