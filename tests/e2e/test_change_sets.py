@@ -74,7 +74,7 @@ def test_deleted_order_comes_back_with_its_items(login, editor, order):
     pk, before = order.pk, items_of(order)
     page = login("editor")
     page.goto(reverse("admin:shop_order_delete", args=[pk]))
-    page.get_by_role("button", name="Yes, I’m sure").click()
+    page.get_by_role("button", name="Yes, I\u2019m sure").click()
     expect(page.locator(".messagelist .success")).to_contain_text("was deleted successfully")
     assert not OrderItem.objects.exists()
 
