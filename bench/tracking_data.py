@@ -18,7 +18,7 @@ from django.db.models import F
 import audit_app
 from audit_app import sql as audit_sql
 from bench import machine
-from bench.benchapp.models import Customer, PlainOrder, RowOrder, TrackedOrder
+from bench.benchapp.models import Customer, FollowedOrder, PlainOrder, RowOrder, TrackedOrder
 from bench.harness import execute, log, q
 
 BATCH_SIZE = 5_000
@@ -36,7 +36,7 @@ COLUMNS = (
     "data",
 )
 ID_COLUMNS = ("id", *COLUMNS)
-ORDER_MODELS = (PlainOrder, TrackedOrder, RowOrder)
+ORDER_MODELS = (PlainOrder, TrackedOrder, RowOrder, FollowedOrder)
 # A session setting tried against the default 4MB: transition tables and sorts use it.
 BIG_WORK_MEM = "64MB"
 
@@ -106,7 +106,8 @@ def describe_update_trigger() -> str:
 
 def all_tables() -> list[str]:
     tables = [m._meta.db_table for m in ORDER_MODELS]
-    tables += [event_table(TrackedOrder), event_table(RowOrder), FLOOR_EVENTS]
+    tables += [event_table(m) for m in (TrackedOrder, RowOrder, FollowedOrder)]
+    tables += [FLOOR_EVENTS, event_table(Customer)]
     return [*tables, audit_sql.CONTEXT_TABLE, audit_sql.BYPASS_TABLE]
 
 
