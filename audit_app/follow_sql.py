@@ -37,16 +37,18 @@ def child_filter_sql(
     fk = sql.quote(fk_column)
     table = sql.quote(event_model.audit_spec.event_table)
     previous_fk = previous_event_sql(event_model, f"p.{fk}", of="n")
+    # Only an event that points elsewhere can be the move: the previous event is
+    # probed for those alone (the rows' other events would cost a probe each).
     moved = (
         f"SELECT n.audit_id FROM {table} AS n WHERE n.{_pk(event_model)} IN "
-        f"({belonged_sql(event_model, fk_column)}) AND n.{fk} IS DISTINCT FROM "
-        f"{previous_fk} AND {previous_fk} = ANY(%s)"
+        f"({belonged_sql(event_model, fk_column)}) AND "
+        f"(n.{fk} IS NULL OR NOT n.{fk} = ANY(%s)) AND {previous_fk} = ANY(%s)"
     )
     # "= ANY(ARRAY(...))": an index condition on the event id, so PostgreSQL ORs it
     # with the follow index instead of filtering every event of the table.
     return (
         f"e.{fk} = ANY(%s) OR e.audit_id = ANY(ARRAY({moved}))",
-        (keys, keys, keys),
+        (keys, keys, keys, keys),
     )
 
 
