@@ -1,5 +1,7 @@
 """Revert to a change set: the object and its followed rows as they were right after it."""
 
+from decimal import Decimal
+
 import pytest
 
 import audit_app
@@ -9,8 +11,10 @@ from audit_app.exceptions import (
     RevertConflict,
     RevertMissingRelated,
     RevertUniqueClash,
+    RevertValidationError,
 )
 from audit_app.models import AuditEvent
+from shop.models import Product, ProductTag, Tag
 from tests.trackapp.models import Basket, BasketLine, BasketSticker, Label
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +156,20 @@ def test_nothing_to_revert(edited):
     newest = AuditEvent.objects.tracks(basket).changesets()[0].anchor
     with pytest.raises(NothingToRevert):
         audit_app.revert(newest)
+
+
+def test_validation_error_of_the_object_blocks_its_rows_too():
+    new, sale = Tag.objects.create(name="new"), Tag.objects.create(name="sale")
+    with audit_app.context(reason="create"):
+        product = Product.objects.create(sku="v", name="Valid", price=Decimal("-1"))
+        product.tags.add(new)
+    with audit_app.context(reason="fix"):
+        product.price = Decimal("5")
+        product.save()
+        product.tags.set([sale])
+    created = AuditEvent.objects.tracks(product).changesets()[1].anchor
+    count = event_count()
+    with pytest.raises(RevertValidationError):
+        audit_app.revert(created)
+    assert event_count() == count
+    assert list(ProductTag.objects.values_list("tag__name", flat=True)) == ["sale"]
