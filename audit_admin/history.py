@@ -100,7 +100,16 @@ class HistoryPage:
         event = queryset.across(label).filter(event_id=event_id).first()
         if event is None:
             raise Http404("Unknown version.")
+        if not self._is_own(event):
+            # An event of a followed row (an item of the order): not a version of this object.
+            raise Http404("This version does not belong to this object.")
         return event
+
+    def _is_own(self, event: AuditEvent) -> bool:
+        concrete = self.opts.concrete_model
+        tracked = event.tracked_model._meta.concrete_model
+        own_table = tracked is concrete or tracked in concrete._meta.get_parent_list()
+        return own_table and event.obj_id == str(self.obj.pk)
 
     def base_context(self, title: str) -> dict[str, Any]:
         context = {

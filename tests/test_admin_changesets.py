@@ -279,3 +279,10 @@ def test_revert_needs_delete_permission_on_rows_it_deletes(client, editor, saved
     assert any("may not delete" in p.text for p in page.select(".audit-problem"))
     assert client.post(url, {"confirm": "yes"}).status_code == 403
     assert items_of(saved_order) == [("Gadget", 3), ("Widget", 2)]
+
+
+def test_an_items_event_is_not_a_version_of_the_order(client, editor, order):
+    item_event = AuditEvent.objects.across(OrderItem).filter(label="insert").first()
+    client.force_login(editor)
+    url = reverse("admin:shop_order_audit_version", args=[order.pk, item_event.id])
+    assert client.get(url).status_code == 404
