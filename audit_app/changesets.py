@@ -5,8 +5,8 @@ One admin save, one request, one ``audit_app.context`` block writes one context 
 An event written without a context is a change set of its own.
 
 ``AuditEventQuerySet.changesets()`` pages change sets newest first without counting
-them: one grouped query picks a page of keys, one more reads their events (and the
-diffs are attached per event table, as for any page of events).
+them: the history's newest events give a page of keys, one more query reads their
+events (and the diffs are attached per event table, as for any page of events).
 """
 
 from __future__ import annotations
@@ -221,8 +221,34 @@ class ChangeSets:
     def __getitem__(self, index: slice | int) -> Any:
         if isinstance(index, int):
             return self[index : index + 1][0]
-        keys = [row["changeset"] for row in self._keys()[index]]
+        start, stop = index.start or 0, index.stop
+        if stop is None or index.step not in (None, 1):
+            keys = [row["changeset"] for row in self._keys()[index]]
+        else:
+            keys = self.page_keys(start, stop)
         return self.load(keys)
+
+    def page_keys(self, start: int, stop: int) -> list[str]:
+        """The keys of the change sets ranked ``start`` to ``stop`` (newest first).
+
+        A change set's rank is that of its newest event, so reading the events newest
+        first and keeping each key's first appearance ranks them: only as many events
+        as the page needs are read (growing the batch until enough keys appear), not
+        every event of the history as a GROUP BY would.
+        """
+        ordered = (
+            self.selected.without_diffs()
+            .order_by("-created_at", "-event_id")
+            .annotate(changeset=KEY)
+            .values_list("changeset", flat=True)
+        )
+        batch = max(8 * stop, 200)
+        while True:
+            rows = list(ordered[:batch])
+            keys = list(dict.fromkeys(rows))
+            if len(keys) >= stop or len(rows) < batch:
+                return keys[start:stop]
+            batch *= 4
 
     def load(self, keys: Sequence[str]) -> list[ChangeSet]:
         """The change sets with these keys, in the order of ``keys``."""
