@@ -213,6 +213,8 @@ def _run(
     using = options["using"]
     events = type(event).objects.tracks(root, follow=[r.name for r in relations])
     with transaction.atomic(using=using), context(**options["metadata"]):
+        # Lock the object: a concurrent revert of it waits, then sees the newer history.
+        type(root)._default_manager.using(using).select_for_update().filter(pk=root.pk).first()
         history = _read(events, root, options["cutoff"])
         problems: list[RevertError] = []
         expected = options.get("expected")
