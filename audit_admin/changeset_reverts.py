@@ -5,6 +5,7 @@ to restore one, delete to delete one)."""
 from __future__ import annotations
 
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
@@ -13,7 +14,6 @@ from django.utils.translation import gettext as _
 from audit_admin.changeset_rendering import resolve_foreign_keys
 from audit_admin.permissions import may_change_model
 from audit_admin.restore_cascade import ShownRow
-from audit_app.cascade import event_has_follows
 from audit_app.changeset_revert import (
     DELETE,
     RESTORE,
@@ -21,13 +21,24 @@ from audit_app.changeset_revert import (
     plan_changeset_revert,
 )
 from audit_app.exceptions import RevertError
+from audit_app.following import followed_relations
 
 _PERMISSION = {DELETE: "delete", RESTORE: "add"}
 
 
-def follows(event: Any) -> bool:
-    """Whether reverting ``event``'s object reverts followed rows too."""
-    return event_has_follows(event, None)
+def follows(model: Any) -> bool:
+    """Whether reverting an object of ``model`` reverts followed rows too."""
+    return bool(followed_relations(model))
+
+
+@dataclass(frozen=True)
+class OwnPart:
+    """What the confirmation page shows of the object's own fields (its first table)."""
+
+    is_restore: bool = False
+    skipped: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    not_recorded: tuple[str, ...] = ()
 
 
 def permission_problems(request: HttpRequest, plan: ChangeSetRevertPlan) -> list[RevertError]:
@@ -75,12 +86,20 @@ def shown_rows(plan: ChangeSetRevertPlan) -> list[ShownRow]:
 
 
 def revert_context(request: HttpRequest, event: Any, obj: Any) -> dict[str, Any]:
-    """The confirmation page's rows, problems and the history version it was shown at."""
+    """The confirmation page's own fields, rows, problems and the history version it was
+    shown at (``changes`` are FieldChanges, still to prepare)."""
     plan = plan_changeset_revert(event, root=obj)
-    problems = [*plan.problems, *permission_problems(request, plan)]
+    first = plan.own[0] if plan.own else None
+    own = OwnPart(
+        skipped=tuple(first.skipped) if first else (),
+        removed=tuple(first.removed) if first else (),
+        not_recorded=tuple(first.not_recorded) if first else (),
+    )
     return {
+        "plan": own,
+        "changes": plan.changes,
         "cascade_rows": shown_rows(plan),
         "cascade_title": _("Rows this revert changes"),
-        "changeset_problems": problems,
+        "problems": [*plan.problems, *permission_problems(request, plan)],
         "expected_changeset": plan.expected,
     }

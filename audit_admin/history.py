@@ -70,15 +70,16 @@ class HistoryPage:
         model that follows relations, offered for every change set but the newest, as
         its rows may differ even where the object's own fields match."""
         event = changeset.anchor
-        if event is None or not self.can_revert:
+        if not self.can_revert or (event is None and not followed_relations(self.opts.model)):
             return None
         if not followed_relations(self.opts.model):
             return self.revert_url(event)
+        event = event or changeset.newest  # only followed rows changed
         if self._newest is None:
             newest = self.model_admin.get_history_queryset(self.request, self.obj)
             self._newest = newest.without_diffs().values_list("id", flat=True).first() or ""
         if self._newest in {e.id for e in changeset.events}:
-            return self.revert_url(event)
+            return None if changeset.anchor is None else self.revert_url(event)
         return self.url("audit_revert", quote(self.obj.pk), event.id)
 
     def matches_current(self, event: AuditEvent) -> bool:
@@ -90,8 +91,9 @@ class HistoryPage:
             self._current[label] = current_data(self.obj, event_model)
         return matches_current(event_model, event.raw_data, self._current[label])
 
-    def event(self, key: str) -> AuditEvent:
-        """The event ``key`` of this object, or Http404."""
+    def event(self, key: str, *, followed: bool = False) -> AuditEvent:
+        """The event ``key`` of this object (or, with ``followed``, of one of its
+        followed rows: a revert to its change set), or Http404."""
         label, event_id = parse_event_key(key)
         queryset = self.model_admin.get_history_queryset(self.request, self.obj)
         scope = queryset.query.audit_scope or {}
@@ -100,12 +102,13 @@ class HistoryPage:
         event = queryset.across(label).filter(event_id=event_id).first()
         if event is None:
             raise Http404("Unknown version.")
-        if not self._is_own(event):
+        if not followed and not self.is_own(event):
             # An event of a followed row (an item of the order): not a version of this object.
             raise Http404("This version does not belong to this object.")
         return event
 
-    def _is_own(self, event: AuditEvent) -> bool:
+    def is_own(self, event: AuditEvent) -> bool:
+        """Whether ``event`` is of this object itself (not of a followed row)."""
         concrete = self.opts.concrete_model
         tracked = event.tracked_model._meta.concrete_model
         own_table = tracked is concrete or tracked in concrete._meta.get_parent_list()

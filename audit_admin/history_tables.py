@@ -142,12 +142,18 @@ class HistoryTable(AuditTable):
         return format_html("{}{}", own, rows)
 
     def render_tools(self, record: ChangeSet) -> str:
-        if record.anchor is None:
-            return ""
         revert_url = self.history.changeset_revert_url(record)
+        view = (
+            format_html(
+                '<a class="audit-view-version" href="{}">View</a>',
+                self.history.version_url(record.anchor),
+            )
+            if record.anchor is not None
+            else ""
+        )
         return format_html(
-            '<div class="audit-tools"><a class="audit-view-version" href="{}">View</a>{}</div>',
-            self.history.version_url(record.anchor),
+            '<div class="audit-tools">{}{}</div>',
+            view,
             format_html(
                 '<form method="post" action="{}" class="audit-inline-form">{}\n'
                 '<button type="submit" class="audit-revert-button">Revert to this version</button>'

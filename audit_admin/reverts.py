@@ -45,6 +45,48 @@ def _title(history: HistoryPage, event: AuditEvent, *, restore: bool) -> str:
     return _("Revert “%(object)s”") % {"object": history.obj}
 
 
+def _changeset_confirmation(
+    request: HttpRequest,
+    history: HistoryPage,
+    event: AuditEvent,
+    *,
+    error: RevertError | None,
+    action_url: str,
+) -> HttpResponse:
+    """The confirmation of a revert to a change set: the object's fields and every
+    followed row it touches, with every problem."""
+    try:
+        found = changeset_reverts.revert_context(request, event, history.obj)
+    except RevertError as exc:
+        found, error = {"plan": None, "changes": [], "problems": []}, error or exc
+    problems = [p for p in found["problems"] if str(p) != str(error)]
+    context = {
+        **history.base_context(_title(history, event, restore=False)),
+        **found,
+        "event": event,
+        "event_time": rendering.time_html(event.created_at),
+        "changes": rendering.prepare(found["changes"], request, history.admin_site),
+        "problems": problems,
+        "nothing_to_do": any(isinstance(p, NothingToRevert) for p in problems),
+        "error": error,
+        # The object's newest own event as shown: a revert after it changed is refused.
+        "expected_event_id": (
+            latest_event_id(event.source_event_model, history.obj.pk)
+            if history.is_own(event)
+            else None
+        ),
+        "action_url": action_url,
+        "reason_max": REASON_MAX,
+        "reason": posted_reason(request),
+    }
+    return TemplateResponse(
+        request,
+        history.template("revert_confirmation.html"),
+        context,
+        status=error_status(error),
+    )
+
+
 def _confirmation(
     model_admin: Any,
     request: HttpRequest,
@@ -54,6 +96,8 @@ def _confirmation(
     error: RevertError | None = None,
     action_url: str,
 ) -> HttpResponse:
+    if history.obj is not None and changeset_reverts.follows(model_admin.model):
+        return _changeset_confirmation(request, history, event, error=error, action_url=action_url)
     try:
         plan = preview(event)
     except RevertError as exc:
@@ -82,12 +126,6 @@ def _confirmation(
         "reason_max": REASON_MAX,
         "reason": posted_reason(request),
     }
-    if plan and not plan.is_restore and changeset_reverts.follows(event):
-        # The object's rows are reverted too: list them, with every problem.
-        context.update(changeset_reverts.revert_context(request, event, history.obj))
-        shown = [p for p in context["changeset_problems"] if str(p) != str(error)]
-        context["problems"] = shown
-        context["nothing_to_do"] = any(isinstance(p, NothingToRevert) for p in shown)
     if plan and plan.is_restore and follows(event):
         # The rows the deletion removed come back too: list them, with every problem.
         context.update(cascade_context(request, event))
@@ -109,7 +147,7 @@ def _apply(
 ) -> HttpResponse:
     fields = request.POST.getlist("fields") or None
     try:
-        if history.obj is not None and changeset_reverts.follows(event):
+        if history.obj is not None and changeset_reverts.follows(model_admin.model):
             saved = revert_changeset(
                 event,
                 root=history.obj,
@@ -158,10 +196,11 @@ def revert_view(
     if not model_admin.has_revert_permission(request, obj):
         raise PermissionDenied
     history = HistoryPage(model_admin, request, obj)
-    event = history.event(event_key)
+    # An event of a followed row names its change set, for a model that follows rows.
+    event = history.event(event_key, followed=changeset_reverts.follows(model_admin.model))
     action_url = history.url("audit_revert", quote(obj.pk), event.id)
     if request.POST.get("confirm") == "yes":
-        if changeset_reverts.follows(event) and changeset_reverts.permission_problems(
+        if changeset_reverts.follows(model_admin.model) and changeset_reverts.permission_problems(
             request, plan_changeset_revert(event, root=obj)
         ):
             raise PermissionDenied

@@ -286,3 +286,24 @@ def test_an_items_event_is_not_a_version_of_the_order(client, editor, order):
     client.force_login(editor)
     url = reverse("admin:shop_order_audit_version", args=[order.pk, item_event.id])
     assert client.get(url).status_code == 404
+
+
+def test_revert_to_an_entry_of_rows_only(client, editor, order):
+    with audit_app.context(request_id="rows only"):
+        OrderItem.objects.filter(order=order).update(quantity=5)
+    with audit_app.context(request_id="later"):
+        order.status = "paid"
+        order.save()
+        OrderItem.objects.filter(order=order).update(quantity=6)
+    client.force_login(editor)
+    rows_only = timeline(client, order)[1]
+    assert not rows_only.select(".audit-view-version")
+    url = rows_only.select_one("form.audit-inline-form")["action"]
+    page = soup(client.post(url))
+    assert len(page.select("li.audit-cascade-row")) == 2
+    assert [r["data-field"] for r in page.select("table.audit-revert-diff tbody tr")] == ["status"]
+    expected = page.select_one("input[name=expected_changeset]")["value"]
+    response = client.post(url, {"confirm": "yes", "expected_changeset": expected})
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert order.status == "new" and set(order.items.values_list("quantity", flat=True)) == {5}
