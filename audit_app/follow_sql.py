@@ -3,7 +3,7 @@
 A row belongs to an object's history while its foreign key points at the object: its
 events with that key (its insert, its changes, its delete, which records the old row),
 and the one event that moved it to another parent (its previous event had the key).
-The first part reads the follow index (foreign key, time); the second starts from the
+The first part reads the follow index (on the foreign key); the second starts from the
 rows that ever had the key and reads only their events that no longer have it.
 
 Text generation only, for ``AuditEventQuerySet.tracks(follow=...)``.

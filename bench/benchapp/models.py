@@ -59,6 +59,6 @@ class RowOrder(OrderBase):
 class FollowedOrder(OrderBase):
     """Tracked like TrackedOrder, and followed from its customer
     (``track(follow=["followed_orders"])`` on Customer): its event table also has the
-    follow index on (customer, time)."""
+    follow index on customer."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="followed_orders")
