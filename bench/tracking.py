@@ -71,6 +71,7 @@ from bench.tracking_data import (  # noqa: E402
     BATCH_SIZE,
     BIG_WORK_MEM,
     FLOOR_EVENTS,
+    FLOOR_FOLLOWED_EVENTS,
     bulk_context,
     bulk_setup,
     create_schema,
@@ -357,12 +358,18 @@ def update(sizes: dict) -> dict:
             update_all(model)
             execute(floor_insert_sql(model._meta.db_table, "update"))
 
+    def floor_followed(model: Any) -> None:
+        with bulk_context(), transaction.atomic():
+            update_all(model)
+            execute(floor_insert_sql(model._meta.db_table, "update", FLOOR_FOLLOWED_EVENTS))
+
     variants: list[Variant] = [
         ("untracked", bulk_setup(PlainOrder, rows), run),
         ("tracked", bulk_setup(TrackedOrder, rows), run),
         ("row", bulk_setup(RowOrder, rows), run),
         ("followed", bulk_setup(FollowedOrder, rows), run),
         ("floor", bulk_setup(PlainOrder, rows), floor),
+        ("floor_followed", bulk_setup(PlainOrder, rows), floor_followed),
     ]
     rounds = run_rounds("update", variants, sizes["update_rounds"])
     check_update_events(min(rows, 2_000))
@@ -378,6 +385,7 @@ def update(sizes: dict) -> dict:
             "row": ROW,
             "followed": FOLLOWED,
             "floor": "floor: UPDATE + INSERT..SELECT in one transaction",
+            "floor_followed": "floor of the followed table: the same, the follow index too",
         },
         targets={"tracked": "<= 1.15x of floor", "followed": "<= 1.15x of floor"},
         also_against="floor",
