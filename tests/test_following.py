@@ -76,7 +76,4 @@ def test_follow_index_exists_in_the_database():
     table = BasketLine.audit_event_model._meta.db_table
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, table)
-    assert any(
-        c["index"] and c["columns"] == ["basket_id"]
-        for c in constraints.values()
-    )
+    assert any(c["index"] and c["columns"] == ["basket_id"] for c in constraints.values())

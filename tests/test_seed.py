@@ -103,19 +103,23 @@ def test_builds_a_shop_with_history_by_several_users():
 
 def test_makes_change_sets_with_inline_edits_and_tag_changes():
     seed()
-    saves = AuditEvent.objects.filter(context__metadata__request_id__startswith="seed-order-")
+    saves = AuditEvent.objects.filter(context__metadata__save__startswith="order-")
     order = Order.objects.get(pk=saves.filter(obj_model="shop.Order").first().obj_id)
     edit = next(
         s
         for s in AuditEvent.objects.tracks(order).changesets()[:10]
-        if s.metadata.get("request_id", "").startswith("seed-order-")
+        if s.metadata.get("save", "").startswith("order-")
     )
     assert edit.own_diff["status"][1] == "paid"
     assert {row.kind for row in edit.rows} >= {"added", "changed"}
-    retag = AuditEvent.objects.filter(context__metadata__request_id__startswith="seed-tags-")
-    product = Product.objects.get(pk=retag.filter(obj_model="shop.Product").first().obj_id)
-    latest = AuditEvent.objects.tracks(product).changesets()[0]
-    assert "added" in {row.kind for row in latest.rows}
+    retag = AuditEvent.objects.filter(context__metadata__save__startswith="tags-", label="insert")
+    product = Product.objects.get(pk=retag.across(ProductTag).first().data["product"])
+    retagged = next(
+        s
+        for s in AuditEvent.objects.tracks(product).changesets()[:10]
+        if s.metadata.get("save", "").startswith("tags-")
+    )
+    assert {row.kind for row in retagged.rows} >= {"added"}
 
 
 def test_is_idempotent_unless_forced():

@@ -130,9 +130,13 @@ def build_shop(name: str = "Sample", marker: str = "s", actor: Any = None) -> Sh
     shop = Shop()
     user_pk = actor.pk if actor is not None else None
     username = actor.get_username() if actor is not None else "seed"
-    with audit_app.context(user=user_pk, username=username, request_id=f"{marker}-seed"):
+    meta = {"user": user_pk, "username": username, "request_id": f"{marker}-seed"}
+    with audit_app.context(**meta):
         made = _make_objects(name, marker)
         made[Product][0].tags.add(made[Tag][0])
+    # A second change set (same request id): the first events stay versions of their own
+    # to revert to, as change sets are reverted whole.
+    with audit_app.context(**meta, step="edit"):
         for model, objs in made.items():
             for obj in objs:
                 field, value = CHANGES[model](obj, name)

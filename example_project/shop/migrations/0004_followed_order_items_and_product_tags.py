@@ -5,20 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit_app', '0005_column_history'),
-        ('shop', '0003_event_columns_nullable'),
+        ("audit_app", "0005_column_history"),
+        ("shop", "0003_event_columns_nullable"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='orderitemevent',
-            index=models.Index(fields=['order'], name='audit_e991c234927f_fol'),
+            model_name="orderitemevent",
+            index=models.Index(fields=["order"], name="audit_e991c234927f_fol"),
         ),
         migrations.AddIndex(
-            model_name='producttagevent',
-            index=models.Index(fields=['product'], name='audit_372b7c37e0fc_fol'),
+            model_name="producttagevent",
+            index=models.Index(fields=["product"], name="audit_372b7c37e0fc_fol"),
         ),
     ]
