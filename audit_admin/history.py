@@ -76,9 +76,9 @@ class HistoryPage:
             return self.revert_url(event)
         event = event or changeset.newest  # only followed rows changed
         if self._newest is None:
-            newest = self.model_admin.get_history_queryset(self.request, self.obj)
-            self._newest = newest.without_diffs().values_list("id", flat=True).first() or ""
-        if self._newest in {e.id for e in changeset.events}:
+            events = self.model_admin.get_history_queryset(self.request, self.obj)
+            self._newest = next(iter(events.changesets().page_keys(0, 1)), "")
+        if changeset.key == self._newest:
             return None if changeset.anchor is None else self.revert_url(event)
         return self.url("audit_revert", quote(self.obj.pk), event.id)
 

@@ -236,19 +236,34 @@ class ChangeSets:
         as the page needs are read (growing the batch until enough keys appear), not
         every event of the history as a GROUP BY would.
         """
-        ordered = (
-            self.selected.without_diffs()
+        parts = [
+            part.without_diffs()
             .order_by("-created_at", "-event_id")
             .annotate(changeset=KEY)
-            .values_list("changeset", flat=True)
-        )
+            .values_list("created_at", "event_id", "changeset")
+            for part in self._parts()
+        ]
         batch = max(8 * stop, 200)
         while True:
-            rows = list(ordered[:batch])
-            keys = list(dict.fromkeys(rows))
-            if len(keys) >= stop or len(rows) < batch:
+            found = [list(part[:batch]) for part in parts]
+            rows = sorted((r for rows in found for r in rows), key=lambda r: r[:2], reverse=True)
+            keys = list(dict.fromkeys(r[2] for r in rows))
+            if len(keys) >= stop or all(len(rows) < batch for rows in found):
                 return keys[start:stop]
             batch *= 4
+
+    def _parts(self) -> list[Any]:
+        """The selected events split into the object's own tables and the followed ones:
+        each part is read newest first on its own, so the object's (object, time) index
+        returns its events in order instead of PostgreSQL sorting them with the followed
+        rows' events (which a bitmap scan reads unordered)."""
+        scope = self.selected._audit_follow
+        labels = list(self.selected.query.audit_scope or ())
+        if scope is None or not scope.relations or not labels:
+            return [self.selected]
+        own = [label for label in labels if scope.is_own_table(label)]
+        rest = [label for label in labels if label not in own]
+        return [self.selected.across(*group) for group in (own, rest) if group]
 
     def load(self, keys: Sequence[str]) -> list[ChangeSet]:
         """The change sets with these keys, in the order of ``keys``."""

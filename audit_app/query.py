@@ -150,6 +150,10 @@ class FollowScope:
     pks: tuple[str, ...]  # the objects' keys as event rows show them (``obj_id``)
     relations: tuple[Followed, ...]
 
+    def is_own_table(self, event_model_label: str) -> bool:
+        """Whether an event table holds the objects' own rows (not followed rows)."""
+        return _is_own_table(self.model, event_model_label)
+
     def relation_of(self, event: Any) -> Followed | None:
         """The followed relation ``event`` belongs to (None: the objects' own event)."""
         if event.obj_id in self.pks and _is_own_table(self.model, event.event_model):
