@@ -212,7 +212,7 @@ class EventFilterSet(django_filters.FilterSet):
 
     def filter_object_id(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         model = self.models_by_label[self.form.cleaned_data["model"]]
-        return queryset.tracks(model(pk=self.form.object_pk))
+        return queryset.tracks(model(pk=self.form.object_pk), follow=())
 
     def filter_request_id(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return with_key(queryset, "request_id", value)
@@ -232,6 +232,6 @@ class EventFilterSet(django_filters.FilterSet):
             except ValidationError as exc:
                 self.notices.append(exc.messages[0])
                 return queryset.none()
-            return queryset.tracks(model(pk=pk))
+            return queryset.tracks(model(pk=pk), follow=())
         # Anything else is taken as a request id: the only indexed free-text column.
         return with_key(queryset, "request_id", value)

@@ -21,6 +21,7 @@ from audit_admin.links import AdminLinks
 from audit_admin.pages import admin_context
 from audit_admin.pagination import paginate_lazily
 from audit_app.diff import compare, current_data, field_changes
+from audit_app.following import followed_relations
 from audit_app.models import AuditEvent
 from audit_app.reverting import matches_current
 
@@ -48,6 +49,7 @@ class HistoryPage:
         self.can_revert = obj is not None and model_admin.has_revert_permission(request, obj)
         self.links = AdminLinks(request, self.admin_site)
         self._current: dict[str, dict[str, Any] | None] = {}
+        self._newest: str | None = None
 
     def url(self, view: str, *args: Any) -> str:
         info = (self.admin_site.name, self.opts.app_label, self.opts.model_name)
@@ -63,6 +65,23 @@ class HistoryPage:
             return None
         return self.url("audit_revert", quote(self.obj.pk), event.id)
 
+    def changeset_revert_url(self, changeset: Any) -> str | None:
+        """The revert to right after ``changeset`` (its object's newest own event): for a
+        model that follows relations, offered for every change set but the newest, as
+        its rows may differ even where the object's own fields match."""
+        event = changeset.anchor
+        if not self.can_revert or (event is None and not followed_relations(self.opts.model)):
+            return None
+        if not followed_relations(self.opts.model):
+            return self.revert_url(event)
+        event = event or changeset.newest  # only followed rows changed
+        if self._newest is None:
+            events = self.model_admin.get_history_queryset(self.request, self.obj)
+            self._newest = next(iter(events.changesets().page_keys(0, 1)), "")
+        if changeset.key == self._newest:
+            return None if changeset.anchor is None else self.revert_url(event)
+        return self.url("audit_revert", quote(self.obj.pk), event.id)
+
     def matches_current(self, event: AuditEvent) -> bool:
         """Whether the object as it is now has every value a revert to ``event`` could set
         (one read of the live row per event table, however many versions are asked)."""
@@ -72,8 +91,9 @@ class HistoryPage:
             self._current[label] = current_data(self.obj, event_model)
         return matches_current(event_model, event.raw_data, self._current[label])
 
-    def event(self, key: str) -> AuditEvent:
-        """The event ``key`` of this object, or Http404."""
+    def event(self, key: str, *, followed: bool = False) -> AuditEvent:
+        """The event ``key`` of this object (or, with ``followed``, of one of its
+        followed rows: a revert to its change set), or Http404."""
         label, event_id = parse_event_key(key)
         queryset = self.model_admin.get_history_queryset(self.request, self.obj)
         scope = queryset.query.audit_scope or {}
@@ -82,7 +102,17 @@ class HistoryPage:
         event = queryset.across(label).filter(event_id=event_id).first()
         if event is None:
             raise Http404("Unknown version.")
+        if not followed and not self.is_own(event):
+            # An event of a followed row (an item of the order): not a version of this object.
+            raise Http404("This version does not belong to this object.")
         return event
+
+    def is_own(self, event: AuditEvent) -> bool:
+        """Whether ``event`` is of this object itself (not of a followed row)."""
+        concrete = self.opts.concrete_model
+        tracked = event.tracked_model._meta.concrete_model
+        own_table = tracked is concrete or tracked in concrete._meta.get_parent_list()
+        return own_table and event.obj_id == str(self.obj.pk)
 
     def base_context(self, title: str) -> dict[str, Any]:
         context = {
@@ -121,7 +151,8 @@ def object_or_404(model_admin: Any, request: HttpRequest, object_id: str) -> Any
 
 def log_entries_before_tracking(obj: Any) -> list[LogEntry]:
     """Django admin log entries of ``obj`` older than its first recorded event."""
-    first = AuditEvent.objects.tracks(obj).without_diffs().order_by("created_at", "event_id")
+    first = AuditEvent.objects.tracks(obj, follow=()).without_diffs()
+    first = first.order_by("created_at", "event_id")
     first = first.values_list("created_at", flat=True).first()
     entries = LogEntry.objects.filter(
         object_id=str(obj.pk),
@@ -146,9 +177,8 @@ def history_view(
     status = 200
     if filterset.is_bound and not filterset.is_valid():
         events, status = events.none(), 400
-    else:
-        events = filterset.qs
-    table = model_admin.get_history_table_class(request)(events, history=history)
+    changesets = events.changesets() if status == 400 else filterset.qs.changesets(events=events)
+    table = model_admin.get_history_table_class(request)(changesets, history=history)
     paginate_lazily(table, request, model_admin.get_history_paginate_by(request))
     context = {
         **history.base_context(_("Change history: %s") % obj),

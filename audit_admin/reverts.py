@@ -18,10 +18,11 @@ from django.template.response import TemplateResponse
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from audit_admin import rendering
+from audit_admin import changeset_reverts, rendering
 from audit_admin.history import HistoryPage, object_or_404, parse_event_key
 from audit_admin.history_tables import DeletedTable
 from audit_admin.pagination import paginate_lazily
+from audit_admin.restore_cascade import cascade_context, follows, permission_problems
 from audit_admin.revert_requests import (
     REASON_MAX,
     error_status,
@@ -30,9 +31,11 @@ from audit_admin.revert_requests import (
     record_in_admin_log,
     version_phrase,
 )
+from audit_app.cascade import plan_restore, revert
+from audit_app.changeset_revert import plan_changeset_revert, revert_changeset
 from audit_app.exceptions import NothingToRevert, RevertError
 from audit_app.models import AuditEvent
-from audit_app.reverting import latest_event_id, preview, revert
+from audit_app.reverting import latest_event_id, preview
 
 
 def _title(history: HistoryPage, event: AuditEvent, *, restore: bool) -> str:
@@ -40,6 +43,48 @@ def _title(history: HistoryPage, event: AuditEvent, *, restore: bool) -> str:
         label = rendering.deleted_label(history.model_admin.model, event)
         return _("Restore “%(object)s”") % {"object": label}
     return _("Revert “%(object)s”") % {"object": history.obj}
+
+
+def _changeset_confirmation(
+    request: HttpRequest,
+    history: HistoryPage,
+    event: AuditEvent,
+    *,
+    error: RevertError | None,
+    action_url: str,
+) -> HttpResponse:
+    """The confirmation of a revert to a change set: the object's fields and every
+    followed row it touches, with every problem."""
+    try:
+        found = changeset_reverts.revert_context(request, event, history.obj)
+    except RevertError as exc:
+        found, error = {"plan": None, "changes": [], "problems": []}, error or exc
+    problems = [p for p in found["problems"] if str(p) != str(error)]
+    context = {
+        **history.base_context(_title(history, event, restore=False)),
+        **found,
+        "event": event,
+        "event_time": rendering.time_html(event.created_at),
+        "changes": rendering.prepare(found["changes"], request, history.admin_site),
+        "problems": problems,
+        "nothing_to_do": any(isinstance(p, NothingToRevert) for p in problems),
+        "error": error,
+        # The object's newest own event as shown: a revert after it changed is refused.
+        "expected_event_id": (
+            latest_event_id(event.source_event_model, history.obj.pk)
+            if history.is_own(event)
+            else None
+        ),
+        "action_url": action_url,
+        "reason_max": REASON_MAX,
+        "reason": posted_reason(request),
+    }
+    return TemplateResponse(
+        request,
+        history.template("revert_confirmation.html"),
+        context,
+        status=error_status(error),
+    )
 
 
 def _confirmation(
@@ -51,6 +96,8 @@ def _confirmation(
     error: RevertError | None = None,
     action_url: str,
 ) -> HttpResponse:
+    if history.obj is not None and changeset_reverts.follows(model_admin.model):
+        return _changeset_confirmation(request, history, event, error=error, action_url=action_url)
     try:
         plan = preview(event)
     except RevertError as exc:
@@ -79,6 +126,10 @@ def _confirmation(
         "reason_max": REASON_MAX,
         "reason": posted_reason(request),
     }
+    if plan and plan.is_restore and follows(event):
+        # The rows the deletion removed come back too: list them, with every problem.
+        context.update(cascade_context(request, event))
+        context["problems"] = [p for p in context["cascade_problems"] if p != str(error)]
     return TemplateResponse(
         request,
         history.template("revert_confirmation.html"),
@@ -96,13 +147,24 @@ def _apply(
 ) -> HttpResponse:
     fields = request.POST.getlist("fields") or None
     try:
-        saved = revert(
-            event,
-            fields=fields,
-            user=request.user,
-            reason=posted_reason(request),
-            expected_event_id=posted_event_id(request, "expected_event_id"),
-        )
+        if history.obj is not None and changeset_reverts.follows(model_admin.model):
+            saved = revert_changeset(
+                event,
+                root=history.obj,
+                fields=fields,
+                user=request.user,
+                reason=posted_reason(request),
+                expected=request.POST.get("expected_changeset", "")[:200] or None,
+                expected_event_id=posted_event_id(request, "expected_event_id"),
+            )
+        else:
+            saved = revert(
+                event,
+                fields=fields,
+                user=request.user,
+                reason=posted_reason(request),
+                expected_event_id=posted_event_id(request, "expected_event_id"),
+            )
     except NothingToRevert as exc:
         # Not an error: the object is already as asked (say, a second press of the button).
         model_admin.message_user(request, str(exc), messages.INFO)
@@ -134,9 +196,14 @@ def revert_view(
     if not model_admin.has_revert_permission(request, obj):
         raise PermissionDenied
     history = HistoryPage(model_admin, request, obj)
-    event = history.event(event_key)
+    # An event of a followed row names its change set, for a model that follows rows.
+    event = history.event(event_key, followed=changeset_reverts.follows(model_admin.model))
     action_url = history.url("audit_revert", quote(obj.pk), event.id)
     if request.POST.get("confirm") == "yes":
+        if changeset_reverts.follows(model_admin.model) and changeset_reverts.permission_problems(
+            request, plan_changeset_revert(event, root=obj)
+        ):
+            raise PermissionDenied
         return _apply(model_admin, request, history, event, action_url)
     return _confirmation(model_admin, request, history, event, action_url=action_url)
 
@@ -161,6 +228,8 @@ def restore_view(model_admin: Any, request: HttpRequest, event_key: str) -> Http
     history = HistoryPage(model_admin, request, None)
     action_url = history.url("audit_restore", event.id)
     if request.POST.get("confirm") == "yes":
+        if follows(event) and permission_problems(request, plan_restore(event)):
+            raise PermissionDenied
         return _apply(model_admin, request, history, event, action_url)
     return _confirmation(model_admin, request, history, event, action_url=action_url)
 

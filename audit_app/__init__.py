@@ -50,7 +50,7 @@ _LOCATIONS = {
     "ContextError": "audit_app.exceptions",
     "TrackingError": "audit_app.exceptions",
     "RevertError": "audit_app.exceptions",
-    "revert": "audit_app.reverting",
+    "revert": "audit_app.cascade",
     "backfill": "audit_app.snapshots",
     "create_event": "audit_app.snapshots",
     "context": "audit_app.runtime",
@@ -74,8 +74,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from audit_app.cascade import revert
     from audit_app.exceptions import AuditError, ContextError, RevertError, TrackingError
-    from audit_app.reverting import revert
     from audit_app.runtime import context, current_context, disable_tracking, update_context
     from audit_app.snapshots import backfill, create_event
     from audit_app.trackers import (

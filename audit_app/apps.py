@@ -14,7 +14,17 @@ class AuditAppConfig(AppConfig):
 
         # Imported once the app registry is ready (models loaded), as Django asks of
         # modules that register checks and signal handlers.
-        from audit_app import autodetector, checks, commands, installation, runtime  # noqa: F401
+        from audit_app import (  # noqa: F401
+            autodetector,
+            checks,
+            commands,
+            following,
+            installation,
+            runtime,
+        )
+
+        # Before anything reads the models' state: follows add indexes to event models.
+        following.resolve_all()
 
         connection_created.connect(_on_connection_created, dispatch_uid="audit_app_context")
         for connection in connections.all(initialized_only=True):

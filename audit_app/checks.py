@@ -11,6 +11,8 @@ from django.db import connections
 from django.utils.translation import ngettext
 
 from audit_app import conf, seal_keys, sealing_sql
+from audit_app.following import resolve
+from audit_app.registry import tracked_models
 
 MIDDLEWARE = "audit_app.middleware.AuditContextMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -152,3 +154,24 @@ def check_sealed_history_has_a_key(
                 )
             )
     return warnings
+
+
+# One stable id per kind of follow problem (audit_app.following.FollowProblem.kind).
+FOLLOW_CHECK_IDS = {
+    "unknown": "audit_app.E013",
+    "not_followable": "audit_app.E014",
+    "untracked": "audit_app.E015",
+}
+
+
+def follow_errors(problems: Any) -> list[checks.CheckMessage]:
+    """One error per follow problem (``audit_app.following.FollowProblem``)."""
+    return [
+        checks.Error(p.message, hint=p.hint, obj=p.model, id=FOLLOW_CHECK_IDS[p.kind])
+        for p in problems
+    ]
+
+
+@checks.register(checks.Tags.models)
+def check_follows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return follow_errors(p for model in tracked_models() for p in resolve(model)[1])

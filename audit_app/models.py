@@ -11,10 +11,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 
+from audit_app.cascade import revert
+from audit_app.changesets import changeset_of
 from audit_app.diff import action_of
 from audit_app.event_sql import AGGREGATE_TABLE
 from audit_app.query import AuditEventQuerySet
-from audit_app.reverting import revert
 from audit_app.triggers import AppendOnly
 
 
@@ -230,6 +231,11 @@ class AuditEvent(models.Model):
     def source_event_model(self) -> type[models.Model]:
         return apps.get_model(self.event_model)
 
+    def changeset(self, follow: Any = None) -> Any:
+        """The change set of this event: the events of its object and of the object's
+        followed rows (``follow``, default: the declared ones) written in its context."""
+        return changeset_of(self, follow)
+
     def revert(
         self,
         *,
@@ -237,10 +243,16 @@ class AuditEvent(models.Model):
         user: Any = None,
         reason: str = "",
         expected_event_id: Any = None,
+        follow: Any = None,
     ) -> models.Model:
         """Restore the object to this version; see ``audit_app.revert``."""
         return revert(
-            self, fields=fields, user=user, reason=reason, expected_event_id=expected_event_id
+            self,
+            follow=follow,
+            fields=fields,
+            user=user,
+            reason=reason,
+            expected_event_id=expected_event_id,
         )
 
 

@@ -12,6 +12,7 @@ index (the object's key, foreign keys) are written into the branches directly by
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
@@ -19,6 +20,7 @@ from django.db import connections, models
 from django.db.models.sql import Query
 
 from audit_app import sql
+from audit_app.changesets import ChangeSets
 from audit_app.column_history import field_values
 from audit_app.counting import RowCount, count_rows
 from audit_app.diff import attach_diffs
@@ -30,6 +32,8 @@ from audit_app.event_sql import (
     tracked_field,
     union_sql,
 )
+from audit_app.follow_sql import child_filter_sql, subclass_filter_sql
+from audit_app.following import Followed, followed_relations
 from audit_app.registry import event_model_of, event_models
 
 
@@ -90,16 +94,97 @@ def _objects_by_model(objs: Sequence[Any]) -> tuple[type[models.Model], list[Any
     return model, [o.pk for o in objs]
 
 
+def _own_filters(model: type[models.Model], pks: list[Any]) -> list[tuple[str, SqlFragment]]:
+    """(event model label, filter) of every event table of the objects' own rows: their
+    table, their concrete parents' tables, tables tracked through proxies of any."""
+    concrete = model._meta.concrete_model
+    tables = {concrete, *concrete._meta.get_parent_list()}
+    found = []
+    for event_model in event_models():
+        tracked = event_model.audit_tracked_model._meta.concrete_model
+        if tracked not in tables:
+            continue
+        pk_field = tracked._meta.pk
+        values = [pk_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
+        column = sql.quote(event_model.audit_spec.pk_column)
+        # One key: "=" lets the (object, created_at) index return the history
+        # already in order, so a page of a long history reads only that page.
+        clause = (
+            (f"e.{column} = %s", (values[0],))
+            if len(values) == 1
+            else (f"e.{column} = ANY(%s)", (values,))
+        )
+        found.append((event_model._meta.label_lower, clause))
+    return found
+
+
+def _follow_filters(relation: Followed, pks: list[Any]) -> list[tuple[str, SqlFragment]]:
+    """(event model label, filter) of the tables holding a followed relation's rows."""
+    holder = relation.event_model
+    fk = holder.audit_tracked_model._meta.concrete_model._meta.get_field(relation.fk_name)
+    keys = [fk.target_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
+    found = [(holder._meta.label_lower, child_filter_sql(holder, relation.fk_column, keys))]
+    holder_table = holder.audit_tracked_model._meta.concrete_model
+    for event_model in event_models():
+        tracked = event_model.audit_tracked_model._meta.concrete_model
+        if holder_table in tracked._meta.get_parent_list():
+            fragment = subclass_filter_sql(event_model, holder, relation.fk_column, keys)
+            found.append((event_model._meta.label_lower, fragment))
+    return found
+
+
+def _any_of(fragments: list[SqlFragment]) -> SqlFragment:
+    if len(fragments) == 1:
+        return fragments[0]
+    return (
+        " OR ".join(f"({text})" for text, _ in fragments),
+        tuple(p for _, params in fragments for p in params),
+    )
+
+
+@dataclass(frozen=True)
+class FollowScope:
+    """What ``tracks()`` selected: the objects and the relations followed from them."""
+
+    model: type[models.Model]
+    pks: tuple[str, ...]  # the objects' keys as event rows show them (``obj_id``)
+    relations: tuple[Followed, ...]
+
+    def is_own_table(self, event_model_label: str) -> bool:
+        """Whether an event table holds the objects' own rows (not followed rows)."""
+        return _is_own_table(self.model, event_model_label)
+
+    def relation_of(self, event: Any) -> Followed | None:
+        """The followed relation ``event`` belongs to (None: the objects' own event)."""
+        if event.obj_id in self.pks and _is_own_table(self.model, event.event_model):
+            return None
+        event_model = apps.get_model(event.event_model)
+        tracked = event_model.audit_tracked_model._meta.concrete_model
+        for relation in self.relations:
+            holder = relation.event_model.audit_tracked_model._meta.concrete_model
+            if tracked is holder or holder in tracked._meta.get_parent_list():
+                return relation
+        return None
+
+
+def _is_own_table(model: type[models.Model], event_model_label: str) -> bool:
+    concrete = model._meta.concrete_model
+    tracked = apps.get_model(event_model_label).audit_tracked_model._meta.concrete_model
+    return tracked is concrete or tracked in concrete._meta.get_parent_list()
+
+
 class AuditEventQuerySet(models.QuerySet):
     """Queries over every event table, with filters pushed into each table's branch."""
 
     def __init__(self, model: Any = None, query: Any = None, using: Any = None, hints: Any = None):
         super().__init__(model, query or AuditEventQuery(model), using, hints)
         self._audit_diffs = True
+        self._audit_follow: FollowScope | None = None
 
     def _clone(self) -> AuditEventQuerySet:
         clone = super()._clone()
         clone._audit_diffs = self._audit_diffs
+        clone._audit_follow = self._audit_follow
         return clone
 
     def _narrow(self, filters: dict[str, tuple[SqlFragment, ...]]) -> AuditEventQuerySet:
@@ -117,36 +202,25 @@ class AuditEventQuerySet(models.QuerySet):
         """Only events of these tracked models (or event models, or "app.Model" labels)."""
         return self._narrow(dict.fromkeys(_event_model_labels(models_or_labels), ()))
 
-    def tracks(self, *objs: Any) -> AuditEventQuerySet:
-        """Events of these objects (instances of one model, or one queryset).
+    def tracks(self, *objs: Any, follow: Sequence[str] | None = None) -> AuditEventQuerySet:
+        """Events of these objects (instances of one model, or one queryset), and of the
+        rows of their followed relations while those belonged to them.
 
-        A concrete-inheritance child's history includes its parents' tables.
+        ``follow`` names relations declared with ``track(follow=...)``; None (default)
+        follows every declared one, ``()`` none. A concrete-inheritance child's history
+        includes its parents' tables.
         """
         model, pks = _objects_by_model(objs)
-        concrete = model._meta.concrete_model
-        # Every event table of the object's rows: its own table, its concrete parents'
-        # tables, and tables tracked through proxies of any of them.
-        tables = {concrete, *concrete._meta.get_parent_list()}
-        filters: dict[str, tuple[SqlFragment, ...]] = {}
-        for event_model in event_models():
-            tracked = event_model.audit_tracked_model._meta.concrete_model
-            if tracked not in tables:
-                continue
-            pk_field = tracked._meta.pk
-            values = [pk_field.get_db_prep_value(pk, connections["default"]) for pk in pks]
-            column = sql.quote(event_model.audit_spec.pk_column)
-            # One key: "=" lets the (object, created_at) index return the history
-            # already in order, so a page of a long history reads only that page.
-            clause = (
-                (f"e.{column} = %s", (values[0],))
-                if len(values) == 1
-                else (
-                    f"e.{column} = ANY(%s)",
-                    (values,),
-                )
-            )
-            filters[event_model._meta.label_lower] = (clause,)
-        return self._narrow(filters)
+        followed = followed_relations(model, follow)
+        parts: dict[str, list[SqlFragment]] = {}
+        for label, fragment in _own_filters(model, pks):
+            parts.setdefault(label, []).append(fragment)
+        for relation in followed:
+            for label, fragment in _follow_filters(relation, pks):
+                parts.setdefault(label, []).append(fragment)
+        clone = self._narrow({label: (_any_of(found),) for label, found in parts.items()})
+        clone._audit_follow = FollowScope(model, tuple(str(pk) for pk in pks), tuple(followed))
+        return clone
 
     def references(self, *objs: Any) -> AuditEventQuerySet:
         """Events of rows whose foreign keys point at these objects."""
@@ -214,6 +288,15 @@ class AuditEventQuerySet(models.QuerySet):
         table, where the (user, created_at) index returns the user's events in order.
         """
         return self.filter(user_id=getattr(user, "pk", user))
+
+    def changesets(self, *, events: AuditEventQuerySet | None = None) -> ChangeSets:
+        """These events grouped into change sets, newest first (sliceable, count-free).
+
+        ``events`` (default: this queryset) is where each selected change set's events
+        are read from: filter this queryset to pick change sets, and pass the unfiltered
+        one to show them whole.
+        """
+        return ChangeSets(self, self if events is None else events)
 
     def without_diffs(self) -> AuditEventQuerySet:
         """Skip the previous-version lookup when the page does not show diffs."""

@@ -61,11 +61,16 @@ def track(
     related_name: str = "audit_events",
     masked: Iterable[str] | None = None,
     constrain_obj: bool | None = None,
+    follow: Sequence[str] = (),
 ) -> Callable[[M], M]:
     """Record changes of the decorated model in a generated event model.
 
-    With no trackers, inserts, effective updates and deletes are recorded.
+    With no trackers, inserts, effective updates and deletes are recorded. ``follow``
+    names relations (reverse foreign keys, many-to-many fields with a tracked through
+    table) whose rows' history belongs to the object's history (``audit_app.following``).
     """
+    if isinstance(follow, str) or not all(isinstance(name, str) for name in follow):
+        raise TypeError(f"track(follow=...) takes a list of relation names, not {follow!r}.")
 
     def decorator(model: M) -> M:
         create_event_model(
@@ -80,6 +85,8 @@ def track(
             masked=masked,
             constrain_obj=constrain_obj,
         )
+        # Resolved once the app registry is ready: reverse relations do not exist yet.
+        model.audit_event_model.audit_follow_names = tuple(follow)
         return model
 
     return decorator

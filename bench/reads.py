@@ -61,6 +61,7 @@ import audit_app  # noqa: E402
 from audit_app import export  # noqa: E402
 from audit_app.models import AuditEvent  # noqa: E402
 from bench import machine  # noqa: E402
+from bench.changeset_seed import create_changeset_order  # noqa: E402
 from bench.harness import (  # noqa: E402
     describe_environment,
     execute,
@@ -126,6 +127,7 @@ READ_TARGETS = {
     "browser ?user= (frequent)": TARGET_PAGE_MS,
     "browser ?user= (rare)": TARGET_PAGE_MS,
     "browser ?model=shop.order": TARGET_PAGE_MS,
+    "change-set timeline page (1,000 items, ~10k events)": TARGET_PAGE_MS,
 }
 
 
@@ -316,6 +318,39 @@ def admin_pages(seeder: Seeder, sizes: dict, cases: Cases) -> None:
         except RuntimeError as exc:
             cases.results[name] = {"error": str(exc)}
             log(f"  {cases.phase} {name}: {exc}")
+
+
+def changeset_timeline(seeder: Seeder, sizes: dict, cases: Cases) -> None:
+    """The newest timeline page of an order with 1,000 items and ~10,000 events."""
+    pk = getattr(seeder, "changeset_pk", None)
+    if pk is None:
+        pk = seeder.changeset_pk = create_changeset_order(seeder.superuser)
+        analyze_all()
+    order = Order.objects.get(pk=pk)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    client = Client()
+    client.force_login(seeder.superuser)
+    url = reverse("admin:shop_order_history", args=[pk])
+
+    def page() -> None:
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status_code}")
+
+    cases.time("change-set timeline page (1,000 items, ~10k events)", page, sizes["admin_runs"])
+    cases.time(
+        "changesets()[:25] of that order",
+        lambda: AuditEvent.objects.tracks(order).changesets()[:25],
+    )
+    events = AuditEvent.objects.tracks(order).without_diffs().count()
+    cases.results["change-set order events"] = events
+    log(f"  {cases.phase} change-set order: {events:,} events")
+
+
+def analyze_all() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
 
 
 def phase_counts(seeder: Seeder) -> dict[str, int]:
@@ -649,6 +684,7 @@ def report(data: dict[str, Any], sizes: dict) -> None:
         for title, key in (
             ("history-reads: small and big database", "history-reads"),
             ("admin-pages: small and big database (server time)", "admin-pages"),
+            ("changeset-timeline: small and big database (server time)", "changeset-timeline"),
         ):
             if key in phases["big"]:
                 print_growth(title, key, data)
@@ -665,7 +701,7 @@ def report(data: dict[str, Any], sizes: dict) -> None:
 def write_explains(path: Path, data: dict[str, Any]) -> None:
     parts = []
     for phase, measured in data["phases"].items():
-        for key in ("history-reads", "admin-pages"):
+        for key in ("history-reads", "admin-pages", "changeset-timeline"):
             for name, info in measured.get("explains", {}).get(key, {}).items():
                 if "plan" not in info:
                     continue
@@ -683,10 +719,15 @@ def write_explains(path: Path, data: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------
 # Command line
 
-PHASE_SCENARIOS = {"history-reads": history_reads, "admin-pages": admin_pages}
+PHASE_SCENARIOS = {
+    "history-reads": history_reads,
+    "admin-pages": admin_pages,
+    "changeset-timeline": changeset_timeline,
+}
 SCENARIOS = {
     "history-reads": "newest page, one object's history, one user's page, count; 10k and 10M",
     "admin-pages": "object timelines and event browser pages, rendered in-process; 10k and 10M",
+    "changeset-timeline": "newest timeline page of an order with 1,000 items, ~10k events",
     "disk": "size of every event table and the context table at 10M events",
     "export": "CSV (with and without diffs) and JSON Lines of 1M events, next to a COPY",
     "backfill": "audit_app.backfill() of 1M rows",
@@ -757,7 +798,7 @@ def main() -> None:
     facts = describe_environment()
     print_environment("audit_app reads benchmark" + (" (--quick)" if args.quick else ""), facts)
     data: dict[str, Any] = {"sizes": sizes, "server": facts, "phases": {}}
-    if wanted & {"history-reads", "admin-pages", "disk", "export"}:
+    if wanted & {"history-reads", "admin-pages", "changeset-timeline", "disk", "export"}:
         run_phases(sizes, wanted, data)
     if "export" in wanted:
         machine.wait_for_quiet()

@@ -48,7 +48,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 import audit_app  # noqa: E402
 from audit_app import sql as audit_sql  # noqa: E402
 from bench import machine, tracking_disk  # noqa: E402
-from bench.benchapp.models import PlainOrder, RowOrder, TrackedOrder  # noqa: E402
+from bench.benchapp.models import FollowedOrder, PlainOrder, RowOrder, TrackedOrder  # noqa: E402
 from bench.harness import (  # noqa: E402
     RatioTable,
     Rounds,
@@ -71,6 +71,7 @@ from bench.tracking_data import (  # noqa: E402
     BATCH_SIZE,
     BIG_WORK_MEM,
     FLOOR_EVENTS,
+    FLOOR_FOLLOWED_EVENTS,
     bulk_context,
     bulk_setup,
     create_schema,
@@ -113,6 +114,7 @@ QUICK = {
 }
 TRACKED = "tracked (statement level)"
 ROW = "tracked row level"
+FOLLOWED = "tracked, followed from its customer (+ follow index)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,6 +125,7 @@ SAVE_LABELS = {
     "untracked": "untracked, in context",
     "tracked": f"{TRACKED}, in context",
     "row": f"{ROW}, in context",
+    "followed": f"{FOLLOWED}, in context",
     "untracked_no_ctx": "untracked, no context",
     "floor": "floor: untracked save() whose UPDATE also inserts the event and context rows",
     "tracked_no_ctx": f"{TRACKED}, no context",
@@ -131,6 +134,7 @@ SAVE_VARIANTS = {
     "untracked": (PlainOrder, True),
     "tracked": (TrackedOrder, True),
     "row": (RowOrder, True),
+    "followed": (FollowedOrder, True),
     "floor": (PlainOrder, True),
     "untracked_no_ctx": (PlainOrder, False),
     "tracked_no_ctx": (TrackedOrder, False),
@@ -202,9 +206,9 @@ def single_save(sizes: dict) -> dict:
         units=dict.fromkeys(rounds.times, n),
         unit="save",
         labels=SAVE_LABELS,
-        targets={"tracked": "<= 1.25x"},
+        targets={"tracked": "<= 1.25x", "followed": "<= 1.25x"},
         also_against="floor",
-        also_for=("tracked", "row"),
+        also_for=("tracked", "row", "followed"),
         show_cpu_split=True,
     ).print()
 
@@ -212,7 +216,12 @@ def single_save(sizes: dict) -> dict:
 # ---------------------------------------------------------------------------------------
 # bulk-create and per-row-cost: one set of rounds, two tables
 
-BULK_MODELS = {"untracked": PlainOrder, "tracked": TrackedOrder, "row": RowOrder}
+BULK_MODELS = {
+    "untracked": PlainOrder,
+    "tracked": TrackedOrder,
+    "row": RowOrder,
+    "followed": FollowedOrder,
+}
 _bulk_rounds: dict[tuple[int, int, int], Rounds] = {}
 
 
@@ -267,8 +276,8 @@ def bulk_create(sizes: dict) -> dict:
         base="untracked",
         units=dict.fromkeys(rounds.times, big),
         unit="row",
-        labels={"tracked": TRACKED, "row": ROW},
-        targets={"tracked": "<= 1.15x"},
+        labels={"tracked": TRACKED, "row": ROW, "followed": FOLLOWED},
+        targets={"tracked": "<= 1.15x", "followed": "<= 1.15x"},
     ).print()
 
 
@@ -349,11 +358,18 @@ def update(sizes: dict) -> dict:
             update_all(model)
             execute(floor_insert_sql(model._meta.db_table, "update"))
 
+    def floor_followed(model: Any) -> None:
+        with bulk_context(), transaction.atomic():
+            update_all(model)
+            execute(floor_insert_sql(model._meta.db_table, "update", FLOOR_FOLLOWED_EVENTS))
+
     variants: list[Variant] = [
         ("untracked", bulk_setup(PlainOrder, rows), run),
         ("tracked", bulk_setup(TrackedOrder, rows), run),
         ("row", bulk_setup(RowOrder, rows), run),
+        ("followed", bulk_setup(FollowedOrder, rows), run),
         ("floor", bulk_setup(PlainOrder, rows), floor),
+        ("floor_followed", bulk_setup(PlainOrder, rows), floor_followed),
     ]
     rounds = run_rounds("update", variants, sizes["update_rounds"])
     check_update_events(min(rows, 2_000))
@@ -367,11 +383,13 @@ def update(sizes: dict) -> dict:
         labels={
             "tracked": TRACKED,
             "row": ROW,
+            "followed": FOLLOWED,
             "floor": "floor: UPDATE + INSERT..SELECT in one transaction",
+            "floor_followed": "floor of the followed table: the same, the follow index too",
         },
-        targets={"tracked": "<= 1.15x of floor"},
+        targets={"tracked": "<= 1.15x of floor", "followed": "<= 1.15x of floor"},
         also_against="floor",
-        also_for=("tracked", "row"),
+        also_for=("tracked", "row", "followed"),
     ).print()
 
 
@@ -587,6 +605,7 @@ def delete(sizes: dict) -> dict:
         ("untracked", bulk_setup(PlainOrder, rows), run),
         ("tracked", bulk_setup(TrackedOrder, rows), run),
         ("row", bulk_setup(RowOrder, rows), run),
+        ("followed", bulk_setup(FollowedOrder, rows), run),
         ("floor", bulk_setup(PlainOrder, rows), floor),
         ("floor_cte", bulk_setup(PlainOrder, rows), floor_cte),
         ("tracked_wm", bulk_setup(TrackedOrder, rows, BIG_WORK_MEM), run),
@@ -601,13 +620,14 @@ def delete(sizes: dict) -> dict:
         labels={
             "tracked": TRACKED,
             "row": ROW,
+            "followed": FOLLOWED,
             "floor": "floor: INSERT..SELECT + DELETE in one transaction",
             "floor_cte": "floor, one statement: WITH d AS (DELETE .. RETURNING *) INSERT",
             "tracked_wm": f"{TRACKED}, session work_mem={BIG_WORK_MEM}",
         },
-        targets={"tracked": "<= 1.3x of floor"},
+        targets={"tracked": "<= 1.3x of floor", "followed": "<= 1.3x of floor"},
         also_against="floor",
-        also_for=("tracked", "row", "floor_cte", "tracked_wm"),
+        also_for=("tracked", "row", "followed", "floor_cte", "tracked_wm"),
     ).print()
     print("\nSQL sent by QuerySet.delete():")
     for name, sqls in statements.items():

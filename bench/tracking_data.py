@@ -18,13 +18,15 @@ from django.db.models import F
 import audit_app
 from audit_app import sql as audit_sql
 from bench import machine
-from bench.benchapp.models import Customer, PlainOrder, RowOrder, TrackedOrder
+from bench.benchapp.models import Customer, FollowedOrder, PlainOrder, RowOrder, TrackedOrder
 from bench.harness import execute, log, q
 
 BATCH_SIZE = 5_000
 CUSTOMERS = 1_000
 SOURCE = "bench_order_source"
 FLOOR_EVENTS = "bench_floor_event"
+# The floor of a followed table: a copy of its event table, the follow index included.
+FLOOR_FOLLOWED_EVENTS = "bench_floor_followed_event"
 COLUMNS = (
     "quantity",
     "amount",
@@ -36,7 +38,7 @@ COLUMNS = (
     "data",
 )
 ID_COLUMNS = ("id", *COLUMNS)
-ORDER_MODELS = (PlainOrder, TrackedOrder, RowOrder)
+ORDER_MODELS = (PlainOrder, TrackedOrder, RowOrder, FollowedOrder)
 # A session setting tried against the default 4MB: transition tables and sorts use it.
 BIG_WORK_MEM = "64MB"
 
@@ -58,6 +60,10 @@ def create_schema(sizes: dict) -> None:
     plain, tracked_events = PlainOrder._meta.db_table, event_table(TrackedOrder)
     execute(f"DROP TABLE IF EXISTS {FLOOR_EVENTS}")
     execute(f"CREATE TABLE {FLOOR_EVENTS} (LIKE {tracked_events} INCLUDING ALL)")
+    execute(f"DROP TABLE IF EXISTS {FLOOR_FOLLOWED_EVENTS}")
+    execute(
+        f"CREATE TABLE {FLOOR_FOLLOWED_EVENTS} (LIKE {event_table(FollowedOrder)} INCLUDING ALL)"
+    )
 
     rows = max(sizes["rows"], sizes["disk_orders"], sizes.get("source_rows", 0))
     log(f"schema: {CUSTOMERS} customers, {rows} source orders")
@@ -106,7 +112,8 @@ def describe_update_trigger() -> str:
 
 def all_tables() -> list[str]:
     tables = [m._meta.db_table for m in ORDER_MODELS]
-    tables += [event_table(TrackedOrder), event_table(RowOrder), FLOOR_EVENTS]
+    tables += [event_table(m) for m in (TrackedOrder, RowOrder, FollowedOrder)]
+    tables += [FLOOR_EVENTS, FLOOR_FOLLOWED_EVENTS, event_table(Customer)]
     return [*tables, audit_sql.CONTEXT_TABLE, audit_sql.BYPASS_TABLE]
 
 
@@ -195,7 +202,7 @@ def update_all(model: Any) -> None:
     model.objects.update(quantity=F("quantity") + 1, is_paid=True)
 
 
-def floor_insert_sql(source_table: str, label: str) -> str:
+def floor_insert_sql(source_table: str, label: str, event_table: str = FLOOR_EVENTS) -> str:
     """One INSERT ... SELECT of ``source_table``'s rows as events: the physical floor.
 
     The same event columns as the tracked model's triggers write, the context row from
@@ -203,7 +210,7 @@ def floor_insert_sql(source_table: str, label: str) -> str:
     """
     spec = audit_sql.EventSpec(
         table=source_table,
-        event_table=FLOOR_EVENTS,
+        event_table=event_table,
         pk_column="id",
         columns=TrackedOrder.audit_event_model.audit_spec.columns,
     )

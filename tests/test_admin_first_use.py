@@ -31,9 +31,11 @@ def messages_of(response) -> list[str]:
 
 @pytest.fixture
 def order(editor):
-    with audit_app.context(user=editor.pk, username="editor"):
+    # Two requests: two change sets on the timeline.
+    with audit_app.context(user=editor.pk, username="editor", request_id="first"):
         customer = Customer.objects.create(name="Ann", email="ann@example.org")
         order = Order.objects.create(customer=customer, notes="first")
+    with audit_app.context(user=editor.pk, username="editor", request_id="second"):
         order.notes = "second"
         order.save()
     return order

@@ -20,9 +20,11 @@ def soup(response):
 
 @pytest.fixture
 def order(editor):
-    with audit_app.context(user=editor.pk, username="editor", request_id="rq-1"):
+    # Two requests: the timeline shows one entry per change set.
+    with audit_app.context(user=editor.pk, username="editor", request_id="rq-0"):
         customer = Customer.objects.create(name="Ann", email="ann@example.org")
         order = Order.objects.create(customer=customer, notes="first notes")
+    with audit_app.context(user=editor.pk, username="editor", request_id="rq-1"):
         order.status = "paid"
         order.notes = "second notes"
         order.save()
@@ -221,6 +223,8 @@ def test_every_field_kind_renders(client, editor):
             attributes={"a": 1},
             description="one two three",
         )
+    # A later request: its own entry on the timeline, diffed against the creation.
+    with audit_app.context(user=editor.pk, username="editor", request_id="kinds-2"):
         p.price = Decimal("2.25")
         p.attributes = {"a": 2, "b": True}
         p.description = "one 2 three"
@@ -228,6 +232,7 @@ def test_every_field_kind_renders(client, editor):
         p.active = False
         p.save()
         c = Customer.objects.create(name="m", email="m@example.org", api_token="secret-token-1")
+    with audit_app.context(user=editor.pk, username="editor", request_id="kinds-3"):
         c.api_token = "secret-token-2"
         c.save()
     client.force_login(editor)
@@ -251,31 +256,32 @@ def test_every_field_kind_renders(client, editor):
 
 @pytest.mark.parametrize("case", ["missing_related", "unique", "validation", "nothing"])
 def test_revert_errors_are_shown_on_the_confirmation_page(client, editor, case):
-    with audit_app.context(user=editor.pk, username="editor"):
-        if case == "missing_related":
-            old = Customer.objects.create(name="Old", email="old@example.org")
-            obj = Order.objects.create(customer=old)
-            obj.customer = Customer.objects.create(name="New", email="new@example.org")
-            obj.save()
-            old_pk = old.pk
-            old.delete()
-            expected_text = f"Customer {old_pk} no longer exists"
-        elif case == "unique":
-            obj = Product.objects.create(sku="U-1", name="p", price=1)
-            obj.sku = "U-2"
-            obj.save()
-            Product.objects.create(sku="U-1", name="q", price=1)
-            expected_text = "sku"
-        elif case == "validation":
-            obj = Product.objects.create(sku="V-1", name="p", price=1)
-            Product.objects.filter(pk=obj.pk).update(price=-1)
-            obj.refresh_from_db()
-            obj.price = 5
-            obj.save()
-            expected_text = "passes validation"
-        else:
-            obj = Product.objects.create(sku="N-1", name="p", price=1)
-            expected_text = "already matches"
+    # Written without a context: each change is a change set of its own, so the oldest
+    # event is a version of its own to revert to.
+    if case == "missing_related":
+        old = Customer.objects.create(name="Old", email="old@example.org")
+        obj = Order.objects.create(customer=old)
+        obj.customer = Customer.objects.create(name="New", email="new@example.org")
+        obj.save()
+        old_pk = old.pk
+        old.delete()
+        expected_text = f"Customer {old_pk} no longer exists"
+    elif case == "unique":
+        obj = Product.objects.create(sku="U-1", name="p", price=1)
+        obj.sku = "U-2"
+        obj.save()
+        Product.objects.create(sku="U-1", name="q", price=1)
+        expected_text = "sku"
+    elif case == "validation":
+        obj = Product.objects.create(sku="V-1", name="p", price=1)
+        Product.objects.filter(pk=obj.pk).update(price=-1)
+        obj.refresh_from_db()
+        obj.price = 5
+        obj.save()
+        expected_text = "passes validation"
+    else:
+        obj = Product.objects.create(sku="N-1", name="p", price=1)
+        expected_text = "already matches"
     model = type(obj)._meta.model_name
     events = list(AuditEvent.objects.tracks(obj))
     target = events[-1] if case != "validation" else events[1]

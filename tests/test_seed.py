@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 
+from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
 from shop.models import Customer, DigitalProduct, Order, OrderItem, Product, ProductTag, Tag
 
@@ -98,6 +99,27 @@ def test_builds_a_shop_with_history_by_several_users():
     # Objects are edited several times: some order has at least three versions.
     busiest = max(Order.objects.all()[:50], key=lambda o: o.audit_events.count())
     assert busiest.audit_events.count() >= 3
+
+
+def test_makes_change_sets_with_inline_edits_and_tag_changes():
+    seed()
+    saves = AuditEvent.objects.filter(context__metadata__save__startswith="order-")
+    order = Order.objects.get(pk=saves.filter(obj_model="shop.Order").first().obj_id)
+    edit = next(
+        s
+        for s in AuditEvent.objects.tracks(order).changesets()[:10]
+        if s.metadata.get("save", "").startswith("order-")
+    )
+    assert edit.own_diff["status"][1] == "paid"
+    assert {row.kind for row in edit.rows} >= {"added", "changed"}
+    retag = AuditEvent.objects.filter(context__metadata__save__startswith="tags-", label="insert")
+    product = Product.objects.get(pk=retag.across(ProductTag).first().data["product"])
+    retagged = next(
+        s
+        for s in AuditEvent.objects.tracks(product).changesets()[:10]
+        if s.metadata.get("save", "").startswith("tags-")
+    )
+    assert {row.kind for row in retagged.rows} >= {"added"}
 
 
 def test_is_idempotent_unless_forced():

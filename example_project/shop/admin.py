@@ -59,6 +59,10 @@ class OrderItemInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ("product",)
 
+    def get_queryset(self, request):
+        # Each row's label names its product.
+        return super().get_queryset(request).select_related("product")
+
 
 @admin.register(Order)
 class OrderAdmin(AuditHistoryMixin, admin.ModelAdmin):

@@ -33,7 +33,8 @@ class Tag(models.Model):
         return self.name
 
 
-@audit_app.track()
+# A product's history includes its tag links (the ProductTag table below).
+@audit_app.track(follow=["tags"])
 class Product(models.Model):
     class Category(models.TextChoices):
         BOOKS = "books", "Books"
@@ -77,7 +78,8 @@ class ProductTag(Product.tags.through):
         verbose_name = "product tag"
 
 
-@audit_app.track()
+# An order's history includes its items, as the admin edits them inline.
+@audit_app.track(follow=["items"])
 class Order(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "New"
@@ -105,7 +107,7 @@ class OrderItem(models.Model):
     quantity = models.PositiveIntegerField(default=1)
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.product_id}"
+        return f"{self.quantity} x {self.product.name}"
 
 
 @audit_app.track(exclude=["last_login"])

@@ -142,7 +142,9 @@ def test_a_change_of_invisible_characters_still_shows_as_a_change(client, users)
     is listed as changed, and the new value keeps the characters."""
     with audit_app.context(user=users.editor.pk, username="editor"):
         customer = Customer.objects.create(name="Ann", email="ann@example.org")
-        for sneaky in ("An\u200bn", "An\u200bn\u202e", "\ufeffAn\u200bn\u202e"):
+    for sneaky in ("An\u200bn", "An\u200bn\u202e", "\ufeffAn\u200bn\u202e"):
+        # One request per save: one change set each on the timeline.
+        with audit_app.context(user=users.editor.pk, username="editor", request_id=sneaky):
             customer.name = sneaky
             customer.save()
     client.force_login(users.editor)

@@ -419,8 +419,9 @@ def long_history(shop) -> str:
     import audit_app
 
     sample = shop.sample(REPRESENTATIVE)
-    with audit_app.context(username="sweeper"):
-        for i in range(4):
+    for i in range(4):
+        # One request per save: one change set each on the timeline.
+        with audit_app.context(username="sweeper", request_id=f"sweep {i}"):
             sample.obj.notes = f"note {i}"
             sample.obj.save()
     history = next(u for u in URLS if u.view == "history" and u.model is REPRESENTATIVE)

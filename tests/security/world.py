@@ -130,9 +130,13 @@ def build_shop(name: str = "Sample", marker: str = "s", actor: Any = None) -> Sh
     shop = Shop()
     user_pk = actor.pk if actor is not None else None
     username = actor.get_username() if actor is not None else "seed"
-    with audit_app.context(user=user_pk, username=username, request_id=f"{marker}-seed"):
+    meta = {"user": user_pk, "username": username, "request_id": f"{marker}-seed"}
+    with audit_app.context(**meta):
         made = _make_objects(name, marker)
         made[Product][0].tags.add(made[Tag][0])
+    # A second change set (same request id): the first events stay versions of their own
+    # to revert to, as change sets are reverted whole.
+    with audit_app.context(**meta, step="edit"):
         for model, objs in made.items():
             for obj in objs:
                 field, value = CHANGES[model](obj, name)
@@ -204,17 +208,20 @@ def build_hostile(payload: str, actor: Any, marker: str = "h") -> Hostile:
         "reason": payload,
         "request_id": payload,
     }
-    with audit_app.context(**metadata):
+    # Created in a context of their own: the timeline shows the changes below as
+    # change sets of their own, diffed against these versions.
+    with audit_app.context(**{**metadata, "step": "created"}):
         customer = Customer.objects.create(name="plain", email=f"{marker}1@example.org")
         customer_first = AuditEvent.objects.tracks(customer).get().id
-        customer.name = payload
-        customer.save()
         order = Order.objects.create(customer=customer, notes="plain")
-        order.notes = payload
-        order.save()
         product = Product.objects.create(
             sku=f"{marker}-1", name="plain", price=1, attributes={"kind": "plain"}
         )
+    with audit_app.context(**metadata):
+        customer.name = payload
+        customer.save()
+        order.notes = payload
+        order.save()
         product.description = payload
         product.attributes = {"kind": payload, payload: payload}
         product.save()

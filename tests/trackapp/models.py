@@ -78,3 +78,53 @@ class Credential(models.Model):
     """Opts out of masking: the token is stored in clear on purpose."""
 
     token = models.CharField(max_length=40)
+
+
+@audit_app.track()
+class Label(models.Model):
+    name = models.CharField(max_length=20, unique=True)
+
+    def __str__(self):
+        return self.name
+
+
+@audit_app.track(follow=["lines", "stickers"])
+class Basket(models.Model):
+    """Followed relations: inline rows and an explicit through table.
+
+    (An auto-created through table is followed by the shop's Product.tags: Django
+    cannot build its tracked proxy without migrations, which a test database does.)
+    """
+
+    name = models.CharField(max_length=50)
+    stickers = models.ManyToManyField(
+        Label, blank=True, through="BasketSticker", related_name="stuck_on"
+    )
+
+    def __str__(self):
+        return self.name
+
+
+@audit_app.track()
+class BasketLine(models.Model):
+    basket = models.ForeignKey(Basket, on_delete=models.CASCADE, related_name="lines")
+    name = models.CharField(max_length=50)
+    quantity = models.IntegerField(default=1)
+    code = models.CharField(max_length=20, null=True, blank=True, unique=True)
+
+    def __str__(self):
+        return f"{self.quantity} x {self.name}"
+
+
+@audit_app.track()
+class GiftLine(BasketLine):
+    """A concrete-inheritance child of a followed row: its key lives in the parent table."""
+
+    message = models.CharField(max_length=50, blank=True)
+
+
+@audit_app.track()
+class BasketSticker(models.Model):
+    basket = models.ForeignKey(Basket, on_delete=models.CASCADE)
+    label = models.ForeignKey(Label, on_delete=models.CASCADE)
+    corner = models.CharField(max_length=10, default="top")

@@ -79,6 +79,14 @@ def as_user(user: AbstractBaseUser) -> audit_app.context:
     return audit_app.context(user=user.pk, username=user.get_username(), url="/seed", method="SEED")
 
 
+def as_admin_save(user: AbstractBaseUser, save: str) -> audit_app.context:
+    """The context of one save by ``user``, as one request of a change form: one change
+    set (``save`` tells it from the others; not shown, so rows stay compact)."""
+    return audit_app.context(
+        user=user.pk, username=user.get_username(), url="/seed", method="SEED", save=save
+    )
+
+
 def shop_models() -> list[type[models.Model]]:
     """The shop's own data models: no event tables, no proxies of other apps' tables."""
     return [
@@ -225,6 +233,7 @@ class Command(BaseCommand):
         orders, items = self.seed_orders(
             customers[:-5], [p for p in products if p.active], admin, editor
         )
+        self.edit_like_the_admin(editor, orders, items, products, tags)
 
         with transaction.atomic(), as_user(editor):
             # Customers call to change a quantity; the order total follows.
@@ -246,6 +255,31 @@ class Command(BaseCommand):
                 product.delete()  # its tag assignments go with it, recorded too
             for order in rng.sample(orders, 5):
                 order.delete()  # cascades to its items, recorded too
+
+    def edit_like_the_admin(self, editor, orders, items, products, tags) -> None:
+        """Saves as the admin's change forms make them, one request each: an order with
+        its inline items (a status, a quantity, an item added, one removed), a product's
+        tags. Each is one change set on the object's history timeline."""
+        rng = self.rng
+        on_shelf = [p for p in products if p.active]
+        with transaction.atomic():
+            for n, order in enumerate(rng.sample(orders, 8)):
+                with as_admin_save(editor, f"order-{n}"):
+                    order.status = Order.Status.PAID
+                    order.save(update_fields=["status"])
+                    kept, *rest = items[order.pk]
+                    kept.quantity += 2
+                    kept.save(update_fields=["quantity"])
+                    for gone in rest[:1]:
+                        gone.delete()
+                    items[order.pk] = [kept, *rest[1:]]
+                    added = OrderItem.objects.create(order=order, product=rng.choice(on_shelf))
+                    items[order.pk].append(added)
+            for n, product in enumerate(rng.sample(on_shelf, 8)):
+                with as_admin_save(editor, f"tags-{n}"):
+                    current = list(product.tags.all())
+                    product.tags.remove(*current[:1])
+                    product.tags.add(*rng.sample([t for t in tags if t not in current], 1))
 
     def seed_orders(
         self, customers: list[Customer], products: list[Product], admin, editor
