@@ -139,27 +139,37 @@ def keep_keys_unique(schema_editor: Any, table: str, column: str) -> None:
     )
 
 
+def _event_field(
+    operation: Any, app_label: str, schema_editor: Any, state: ProjectState, name: str
+) -> tuple[str, Any] | None:
+    """(table, field) of the event model's field ``name`` in ``state``; None when the
+    database router keeps the model off this database."""
+    model = state.apps.get_model(app_label, operation.model_name)
+    if not operation.allow_migrate_model(schema_editor.connection.alias, model):
+        return None
+    return model._meta.db_table, model._meta.get_field(name)
+
+
 class RetireField(RemoveField):
     """Stop recording a field in an event table; keep the values it recorded."""
 
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
     ) -> None:
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        found = _event_field(self, app_label, schema_editor, from_state, self.name)
+        if found is None:
             return
-        field = model._meta.get_field(self.name)
-        _retire(schema_editor, model._meta.db_table, self.name, field, retired_by=REMOVED)
+        table, field = found
+        _retire(schema_editor, table, self.name, field, retired_by=REMOVED)
         column_history.forget()
 
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
     ) -> None:
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        found = _event_field(self, app_label, schema_editor, to_state, self.name)
+        if found is None:
             return
-        field = model._meta.get_field(self.name)
-        table = model._meta.db_table
+        table, field = found
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT id, column_name, recorded_after FROM {HISTORY_TABLE} "
@@ -203,11 +213,10 @@ class AddTrackedField(AddField):
         self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
     ) -> None:
         super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        found = _event_field(self, app_label, schema_editor, to_state, self.name)
+        if found is None:
             return
-        field = model._meta.get_field(self.name)
-        table = model._meta.db_table
+        table, field = found
         keep_keys_unique(schema_editor, table, field.column)
         with schema_editor.connection.cursor() as cursor:
             after = _newest_event_id(cursor, table)
@@ -231,11 +240,10 @@ class AddTrackedField(AddField):
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
     ) -> None:
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+        found = _event_field(self, app_label, schema_editor, from_state, self.name)
+        if found is None:
             return
-        field = model._meta.get_field(self.name)
-        table = model._meta.db_table
+        table, field = found
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT recorded_after FROM {HISTORY_TABLE} WHERE event_table = %s "
