@@ -18,7 +18,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations import operations as django_ops
 from django.db.migrations.autodetector import OperationDependency
 
-from audit_app.operations import AddTrackedField, RenameTrackedField, RetireField
+from audit_app.operations import (
+    AddTrackedField,
+    RenameTrackedField,
+    RetireEventModel,
+    RetireField,
+)
 from audit_app.registry import tracked_models
 
 
@@ -75,7 +80,9 @@ class HistoryKeepingAutodetector:
 
 
 def _is_ours(operation: Any) -> bool:
-    return isinstance(operation, (RetireField, AddTrackedField, RenameTrackedField))
+    return isinstance(
+        operation, (RetireField, AddTrackedField, RenameTrackedField, RetireEventModel)
+    )
 
 
 def _db_type(field: Any) -> str | None:
@@ -91,13 +98,20 @@ def _keep_history(
 ) -> list[Any]:
     renamed = _renamed_pairs(app_label, operations, events, renames)
     consumed = {id(add) for add in renamed.values()}
+    retiring = _retiring_event_models(detector, app_label, operations)
+    # A new event table's relations come as AddFields after its CreateModel: no history.
+    created = {op.name_lower for op in operations if isinstance(op, django_ops.CreateModel)}
     result: list[Any] = []
     for op in operations:
         key = (app_label, getattr(op, "model_name_lower", None))
         if id(op) in consumed:
             continue
-        if key not in events or getattr(op, "name", "").startswith("audit_"):
-            result.append(op)  # not an event model, or one of its system fields
+        if key[1] in retiring and isinstance(op, django_ops.RemoveField):
+            continue  # the retired table keeps its columns: no field is removed first
+        if isinstance(op, django_ops.DeleteModel) and op.name_lower in retiring:
+            result.append(_like(op, RetireEventModel(op.name)))
+        elif key not in events or key[1] in created or getattr(op, "name", "").startswith("audit_"):
+            result.append(op)  # not an event model's history: a new table, a system field
         elif id(op) in renamed:
             add = renamed[id(op)]
             column = add.field.db_column or add.name
@@ -149,6 +163,37 @@ def _renamed_pairs(
 def _like(original: Any, replacement: Any) -> Any:
     replacement._auto_deps = list(getattr(original, "_auto_deps", []))
     return replacement
+
+
+# The system fields every event model has (audit_app.models.BaseEvent).
+_EVENT_FIELDS = frozenset({"audit_id", "audit_created_at", "audit_label", "audit_context"})
+
+
+def _retiring_event_models(detector: Any, app_label: str, operations: list[Any]) -> set[str]:
+    """Names of the event models deleted here (their models are no longer tracked).
+
+    Django removes a deleted model's relations first, for the order of the deletions;
+    the retired table keeps them, so operations that waited for one of those removals
+    wait for the table's retirement instead.
+    """
+    retiring = set()
+    for op in operations:
+        if isinstance(op, django_ops.DeleteModel):
+            old = detector.from_state.models.get((app_label, op.name_lower))
+            if old is not None and set(old.fields) >= _EVENT_FIELDS:
+                retiring.add(op.name_lower)
+    for op in operations:
+        own = op.name_lower if isinstance(op, django_ops.DeleteModel) else None
+        deps = []
+        for dep in getattr(op, "_auto_deps", []):
+            waits = dep.app_label == app_label and dep.model_name_lower in retiring
+            if waits and dep.type == OperationDependency.Type.REMOVE:
+                if dep.model_name_lower == own:
+                    continue  # a deletion waited for its own relations' removal
+                dep = dep._replace(field_name=None)
+            deps.append(dep)
+        op._auto_deps = deps
+    return retiring
 
 
 def _retyped(detector: Any, app_label: str, op: Any) -> bool:

@@ -9,6 +9,8 @@
   the column existed, so they read "not recorded" instead of an empty value.
 - ``RenameTrackedField`` instead of a remove and an add: the column follows the
   tracked field's new name, and the history goes on under it.
+- ``RetireEventModel`` instead of ``DeleteModel`` when a model is no longer tracked:
+  the event table stays, renamed.
 
 A retyped field is a ``RetireField`` followed by an ``AddTrackedField`` of the same name: the
 recorded values keep their type in the retired column, never converted.
@@ -21,9 +23,10 @@ under in its comment (``audit:key=...``), so sealed events still verify.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from django.db.migrations.operations import AddField, RemoveField, RenameField
+from django.db.migrations.operations import AddField, DeleteModel, RemoveField, RenameField
 from django.db.migrations.operations.fields import FieldOperation
 from django.db.migrations.state import ProjectState
 
@@ -335,3 +338,86 @@ class RenameTrackedField(RenameField):
             f"Rename field {self.old_name} of {self.model_name} to {self.new_name}, "
             "keeping its history"
         )
+
+
+RETIRED_TABLE_PREFIX = "audit_retired_"
+
+
+def _retired_tables(cursor: Any, table: str) -> Iterator[tuple[str, bool]]:
+    """Names a retired copy of ``table`` takes, in order, and whether each is taken."""
+    number = 1
+    while True:
+        suffix = "" if number == 1 else f"_{number}"
+        name = (RETIRED_TABLE_PREFIX + table)[: _MAX_IDENTIFIER - len(suffix)] + suffix
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [sql.quote(name)])
+        yield name, cursor.fetchone()[0]
+        number += 1
+
+
+def _move_facts(schema_editor: Any, table: str, to: str) -> None:
+    # The column history belongs to the table's rows: a new table of the old name
+    # (the model tracked again) starts without it.
+    schema_editor.execute(
+        f"UPDATE {HISTORY_TABLE} SET event_table = %s WHERE event_table = %s", [to, table]
+    )
+    column_history.forget()
+
+
+class RetireEventModel(DeleteModel):
+    """Stop tracking a model without dropping its history.
+
+    The event table stays, renamed to ``audit_retired_<table>`` (still append-only
+    where it was), without the indexes our reads needed, so that tracking the model
+    again can create a new one. ``audit_app_bypass`` records it (operation
+    ``RETIRE``). Unapplied, the table gets its name and indexes back.
+    """
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        model = from_state.apps.get_model(app_label, self.name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        table = model._meta.db_table
+        for index in model._meta.indexes:
+            schema_editor.remove_index(model, index)
+        with schema_editor.connection.cursor() as cursor:
+            retired = next(name for name, taken in _retired_tables(cursor, table) if not taken)
+            cursor.execute(f"SELECT count(*) FROM {sql.quote(table)}")
+            count = cursor.fetchone()[0]
+        schema_editor.execute(f"ALTER TABLE {sql.quote(table)} RENAME TO {sql.quote(retired)}")
+        _move_facts(schema_editor, table, retired)
+        schema_editor.execute(
+            f"INSERT INTO {sql.quote(sql.BYPASS_TABLE)} "
+            "(created_at, table_name, operation, row_count, reason, context_id) "
+            f"VALUES (now(), %s, 'RETIRE', %s, %s, {sql.CONTEXT_FUNCTION}())",
+            [table, count, f"model no longer tracked; its history is kept in {retired}"],
+        )
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        table = model._meta.db_table
+        newest = None
+        with schema_editor.connection.cursor() as cursor:
+            for name, taken in _retired_tables(cursor, table):
+                if not taken:
+                    break
+                newest = name
+        if newest is None:
+            raise ValueError(f"No retired history of {table} to bring back.")
+        retired = newest
+        schema_editor.execute(f"ALTER TABLE {sql.quote(retired)} RENAME TO {sql.quote(table)}")
+        _move_facts(schema_editor, retired, table)
+        for index in model._meta.indexes:
+            schema_editor.add_index(model, index)
+
+    def describe(self) -> str:
+        return f"Stop tracking {self.name}: keep its history in a retired table"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"retire_{self.name_lower}"

@@ -28,7 +28,7 @@ INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "shop"] + ["histapp"]  # noq
 DATABASES = {"default": %(database)r}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG = False
-AUDIT_SEAL_KEY = "schema-project-seal-key"
+AUDIT_SEAL_KEY = "schema-project-seal-key-0123456789abcdef"
 """
 
 ADMIN = """
@@ -77,6 +77,10 @@ class SchemaProject:
 
     def drop(self) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    def admin(self, source: str) -> None:
+        """Write the app's admin.py (dedented)."""
+        self.app.joinpath("admin.py").write_text(textwrap.dedent(source))
 
     def models(self, source: str) -> None:
         """Write the app's models.py (dedented)."""

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.schema_project import SchemaProject
+from tests.schema_project import ADMIN, SchemaProject
 
 V1 = """
 from django.db import models
@@ -448,3 +448,53 @@ def test_a_rename_written_by_hand_is_followed_by_the_event_table(fresh_project):
     [event] = project.run(READ)
     assert event["data"]["nickname"] == "Bob"
     assert "old_name" not in event["data"]
+
+
+def test_untracking_a_model_keeps_its_history_in_a_retired_table(fresh_project):
+    project = fresh_project
+    project.models(V1)
+    project.makemigrations()
+    project.migrate()
+    project.run(
+        """
+        Account.objects.create(name="A", notes="VIP")
+        Account.objects.update(notes="VIP2")
+        print(json.dumps(1))
+        """
+    )
+    project.models(V1.replace("@audit_app.track()\n", ""))
+    project.admin("from django.contrib import admin\nfrom histapp.models import Account\n\n"
+                  "admin.site.register(Account)\n")
+    project.makemigrations("--name", "untrack")
+    ops = _ops(project.migration("0002"))
+    assert "audit_app.operations.RetireEventModel(name='AccountEvent'" in ops
+    assert "migrations.DeleteModel(name='AccountEvent'" not in ops
+    project.migrate()
+    kept = project.run(
+        """
+        from django.db import connection
+        from audit_app.models import Bypass
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT notes FROM audit_retired_histapp_accountevent ORDER BY audit_id")
+            notes = [row[0] for row in cursor.fetchall()]
+        record = Bypass.objects.get(operation="RETIRE")
+        print(json.dumps({"notes": notes, "record": [record.table_name, record.row_count]}))
+        """
+    )
+    assert kept == {"notes": ["VIP", "VIP2"], "record": ["histapp_accountevent", 2]}
+    # Tracked again: a new event table beside the retired one.
+    project.models(V1)
+    project.admin(ADMIN)
+    project.makemigrations("--name", "track_again")
+    project.migrate()
+    project.run(
+        """
+        Account.objects.update(notes="back")
+        print(json.dumps(1))
+        """
+    )
+    assert [e["data"]["notes"] for e in project.run(READ)] == ["back"]
+    # Unapplied, the retirement gives the table its name and its history back.
+    project.migrate("histapp", "0001")
+    project.models(V1)
+    assert [e["data"]["notes"] for e in project.run(READ)] == ["VIP", "VIP2"]
