@@ -20,6 +20,7 @@ from django.db.migrations.autodetector import OperationDependency
 
 from audit_app.operations import (
     AddTrackedField,
+    AlterTrackedField,
     RenameTrackedField,
     RetireEventModel,
     RetireField,
@@ -81,7 +82,8 @@ class HistoryKeepingAutodetector:
 
 def _is_ours(operation: Any) -> bool:
     return isinstance(
-        operation, (RetireField, AddTrackedField, RenameTrackedField, RetireEventModel)
+        operation,
+        (RetireField, AddTrackedField, AlterTrackedField, RenameTrackedField, RetireEventModel),
     )
 
 
@@ -130,6 +132,8 @@ def _keep_history(
                 ),
             ]
             result += [_like(op, RetireField(op.model_name, op.name)), add]
+        elif isinstance(op, django_ops.AlterField):
+            result.append(_like(op, AlterTrackedField(op.model_name, op.name, op.field)))
         else:
             result.append(op)
     return result

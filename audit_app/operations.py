@@ -9,6 +9,8 @@
   the column existed, so they read "not recorded" instead of an empty value.
 - ``RenameTrackedField`` instead of a remove and an add: the column follows the
   tracked field's new name, and the history goes on under it.
+- ``AlterTrackedField`` instead of ``AlterField``: a column moved to a new name keeps
+  its sealing key.
 - ``RetireEventModel`` instead of ``DeleteModel`` when a model is no longer tracked:
   the event table stays, renamed.
 
@@ -26,7 +28,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from django.db.migrations.operations import AddField, DeleteModel, RemoveField, RenameField
+from django.db.migrations.operations import (
+    AddField,
+    AlterField,
+    DeleteModel,
+    RemoveField,
+    RenameField,
+)
 from django.db.migrations.operations.fields import FieldOperation
 from django.db.migrations.state import ProjectState
 
@@ -67,21 +75,27 @@ def _retired_name(cursor: Any, table: str, column: str) -> str:
 
 def rename_column(schema_editor: Any, table: str, old: str, new: str) -> None:
     """Rename an event-table column, keeping the name its values were sealed under."""
+    keep_key(schema_editor, table, old)
+    schema_editor.execute(
+        f"ALTER TABLE {sql.quote(table)} RENAME COLUMN {sql.quote(old)} TO {sql.quote(new)}"
+    )
+
+
+def keep_key(schema_editor: Any, table: str, column: str) -> None:
+    """Write ``column``'s sealing key into its comment (its name, unless it has one), so
+    that the key survives a rename."""
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
             "SELECT col_description(a.attrelid, a.attnum) FROM pg_attribute AS a "
             "WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
-            [sql.quote(table), old],
+            [sql.quote(table), column],
         )
         row = cursor.fetchone()
     if not (row and row[0] and row[0].startswith(KEY_COMMENT)):
         schema_editor.execute(
-            f"COMMENT ON COLUMN {sql.quote(table)}.{sql.quote(old)} IS "
-            f"{sql.literal(KEY_COMMENT + old)}"
+            f"COMMENT ON COLUMN {sql.quote(table)}.{sql.quote(column)} IS "
+            f"{sql.literal(KEY_COMMENT + column)}"
         )
-    schema_editor.execute(
-        f"ALTER TABLE {sql.quote(table)} RENAME COLUMN {sql.quote(old)} TO {sql.quote(new)}"
-    )
 
 
 # Why a column was retired: its field was removed (or retyped), or the migration
@@ -338,6 +352,35 @@ class RenameTrackedField(RenameField):
             f"Rename field {self.old_name} of {self.model_name} to {self.new_name}, "
             "keeping its history"
         )
+
+
+class AlterTrackedField(AlterField):
+    """An ``AlterField`` of an event model that may move the column to a new name (the
+    tracked field's ``db_column`` changed): the column keeps its sealing key."""
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        self._keep_key(app_label, schema_editor, from_state, to_state)
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: ProjectState, to_state: ProjectState
+    ) -> None:
+        self._keep_key(app_label, schema_editor, from_state, to_state)
+        super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+    def _keep_key(
+        self, app_label: str, schema_editor: Any, before: ProjectState, after: ProjectState
+    ) -> None:
+        old = _event_field(self, app_label, schema_editor, before, self.name)
+        new = _event_field(self, app_label, schema_editor, after, self.name)
+        if old is not None and new is not None and old[1].column != new[1].column:
+            keep_key(schema_editor, old[0], old[1].column)
+
+    def reduce(self, operation: Any, app_label: str) -> Any:
+        # Never folded into a plain AlterField or AddField (which would lose the key).
+        return FieldOperation.reduce(self, operation, app_label)
 
 
 RETIRED_TABLE_PREFIX = "audit_retired_"

@@ -463,8 +463,10 @@ def test_untracking_a_model_keeps_its_history_in_a_retired_table(fresh_project):
         """
     )
     project.models(V1.replace("@audit_app.track()\n", ""))
-    project.admin("from django.contrib import admin\nfrom histapp.models import Account\n\n"
-                  "admin.site.register(Account)\n")
+    project.admin(
+        "from django.contrib import admin\nfrom histapp.models import Account\n\n"
+        "admin.site.register(Account)\n"
+    )
     project.makemigrations("--name", "untrack")
     ops = _ops(project.migration("0002"))
     assert "audit_app.operations.RetireEventModel(name='AccountEvent'" in ops
@@ -498,3 +500,29 @@ def test_untracking_a_model_keeps_its_history_in_a_retired_table(fresh_project):
     project.migrate("histapp", "0001")
     project.models(V1)
     assert [e["data"]["notes"] for e in project.run(READ)] == ["VIP", "VIP2"]
+
+
+def test_a_field_moved_to_another_column_keeps_its_sealed_history(fresh_project):
+    project = fresh_project
+    project.models(V1)
+    project.makemigrations()
+    project.migrate()
+    project.run(
+        """
+        Account.objects.create(name="A")
+        print(json.dumps(1))
+        """
+    )
+    project.manage("audit", "seal")
+    project.models(
+        V1.replace(
+            "name = models.CharField(max_length=50)",
+            'name = models.CharField(max_length=50, db_column="title")',
+        )
+    )
+    project.makemigrations("--name", "move")
+    ops = _ops(project.migration("0002"))
+    assert "audit_app.operations.AlterTrackedField(model_name='accountevent',name='name'" in ops
+    project.migrate()
+    assert [e["data"]["name"] for e in project.run(READ)] == ["A"]
+    _verified_clean(project)
