@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 import audit_app
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 def age_events(table, days):
-    """Backdate events (owner-only: we disable the protection like prune does)."""
-    with connection.cursor() as cursor:
+    """Backdate events (owner-only: we skip the protection like prune does)."""
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(
             f"UPDATE {table} SET audit_created_at = audit_created_at - interval '{days} days'"
@@ -50,8 +50,6 @@ def test_prune_gets_past_append_only_protection_and_restores_it():
     counts = prune(timezone.now() - datetime.timedelta(days=1), models=[Invoice])
     assert counts == {"trackapp.InvoiceEvent": 1}
     Invoice.objects.create(amount=2)
-    from django.db import DatabaseError, transaction
-
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM trackapp_invoiceevent")
@@ -95,3 +93,52 @@ def test_prune_command_rejects_bad_dates():
 
     with pytest.raises(CommandError):
         call_command("audit", "prune", "--before", "2026-13-45")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_does_not_wait_for_writers_of_the_table():
+    """A writer holds an open transaction that inserted events; prune goes on at once.
+
+    Disabling the protection trigger would wait for that transaction (its lock
+    conflicts with the writer's); skipping it for the batch's transaction does not.
+    """
+    import threading
+
+    from django.db import connections
+
+    Widget.objects.bulk_create([Widget(name=str(i)) for i in range(5)])
+    age_events("trackapp_widgetevent", 40)
+    started, release = threading.Event(), threading.Event()
+
+    def writer():
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    "INSERT INTO trackapp_widget (name, size, data, secret_token) "
+                    "VALUES ('held', 0, '{}', '')"
+                )
+                started.set()
+                release.wait(30)
+                cursor.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert started.wait(10)
+        with connection.cursor() as cursor:
+            # Were prune to wait for the writer, this would fail instead of hanging.
+            cursor.execute("SET lock_timeout = '2s'")
+        counts = prune(timezone.now() - datetime.timedelta(days=1), models=[Widget], batch_size=2)
+    finally:
+        release.set()
+        thread.join(30)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    assert counts == {"trackapp.WidgetEvent": 5}
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM trackapp_widgetevent")
