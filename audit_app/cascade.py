@@ -157,8 +157,7 @@ def restore(
     return cascade.root.target
 
 
-def _is_deleted(event: Any, using: str) -> bool:
-    version = load_version(event, using)
+def _is_deleted(version: Any, using: str) -> bool:
     model = version.tracked_model
     return not model._base_manager.using(using).filter(pk=version.pk).exists()
 
@@ -182,9 +181,9 @@ def revert(
     (``restore``). Otherwise see ``audit_app.reverting.revert``.
     """
     if event_has_follows(event, follow):
-        using_ = using or "default"
-        if _is_deleted(event, using_):
-            if load_version(event, using_).label == "delete" and fields is None:
+        version = load_version(event, using or "default")
+        if _is_deleted(version, using or "default"):
+            if version.label == "delete" and fields is None:
                 return restore(event, follow=follow, user=user, reason=reason, using=using)
         else:
             return revert_changeset(
