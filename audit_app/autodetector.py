@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.management.base import CommandError
 from django.core.management.commands import makemigrations, migrate
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations import operations as django_ops
 from django.db.migrations.autodetector import OperationDependency
 
+from audit_app import partition_sql as psql
 from audit_app.operations import (
     AddTrackedField,
     AlterTrackedField,
+    PartitionEventTable,
     RenameTrackedField,
     RetireEventModel,
     RetireField,
@@ -83,7 +86,14 @@ class HistoryKeepingAutodetector:
 def _is_ours(operation: Any) -> bool:
     return isinstance(
         operation,
-        (RetireField, AddTrackedField, AlterTrackedField, RenameTrackedField, RetireEventModel),
+        (
+            RetireField,
+            AddTrackedField,
+            AlterTrackedField,
+            RenameTrackedField,
+            RetireEventModel,
+            PartitionEventTable,
+        ),
     )
 
 
@@ -112,6 +122,8 @@ def _keep_history(
             continue  # the retired table keeps its columns: no field is removed first
         if isinstance(op, django_ops.DeleteModel) and op.name_lower in retiring:
             result.append(_like(op, RetireEventModel(op.name)))
+        elif (partition := _partition_of(detector, app_label, op, events)) is not None:
+            result += partition
         elif key not in events or key[1] in created or getattr(op, "name", "").startswith("audit_"):
             result.append(op)  # not an event model's history: a new table, a system field
         elif id(op) in renamed:
@@ -162,6 +174,34 @@ def _renamed_pairs(
         if (add := added.get((op.model_name_lower, new_name))) is not None:
             pairs[id(op)] = add
     return pairs
+
+
+def _interval(comment: str | None) -> str | None:
+    text = comment or ""
+    return text.removeprefix(psql.COMMENT_PREFIX) if text.startswith(psql.COMMENT_PREFIX) else None
+
+
+def _partition_of(
+    detector: Any, app_label: str, op: Any, events: dict[tuple[str, str], Any]
+) -> list[Any] | None:
+    """The operations partitioning an event table, in place of ``op`` (None: ``op`` is
+    not about partitioning): a new partitioned event table is created, then converted;
+    a change of ``track(partition=...)`` becomes ``PartitionEventTable``."""
+    if isinstance(op, django_ops.CreateModel) and (app_label, op.name_lower) in events:
+        interval = _interval(op.options.get("db_table_comment"))
+        return [op, PartitionEventTable(op.name, interval)] if interval else None
+    key = (app_label, getattr(op, "name_lower", None))
+    if not isinstance(op, django_ops.AlterModelTableComment) or key not in events:
+        return None
+    old = detector.from_state.models[key].options.get("db_table_comment")
+    if _interval(old) and not _interval(op.table_comment):
+        label = events[key]._meta.label
+        raise CommandError(
+            f"The events of {label} are partitioned by {_interval(old)}; a partitioned event "
+            "table cannot become one plain table again.\nHint: keep "
+            f"track(partition={_interval(old)!r}) (or another interval) on {label}."
+        )
+    return [_like(op, PartitionEventTable(op.name, _interval(op.table_comment)))]
 
 
 def _like(original: Any, replacement: Any) -> Any:

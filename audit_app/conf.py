@@ -36,6 +36,13 @@ def append_only() -> bool:
     return bool(_get("APPEND_ONLY", True))
 
 
+def partition() -> str | None:
+    """Default partition interval of event tables: "day", "week", "month" or None
+    (``AUDIT_PARTITION``)."""
+    value = _get("PARTITION", None)
+    return str(value) if value else None
+
+
 def masked_fields() -> tuple[str, ...]:
     """Case-insensitive name patterns of fields stored as change markers only."""
     return tuple(_get("MASKED_FIELDS", DEFAULT_MASKED_FIELDS))

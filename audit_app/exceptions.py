@@ -58,3 +58,10 @@ class SealKeyError(SealError):
 
 class HeadsError(SealError):
     """A heads file that cannot be read or does not hold heads."""
+
+
+# -- partitioning (docs/scaling.md) --------------------------------------------------------------
+
+
+class PartitionError(AuditError):
+    """An event table that cannot be partitioned or maintained as asked; nothing was changed."""

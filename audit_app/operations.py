@@ -13,6 +13,8 @@
   its sealing key.
 - ``RetireEventModel`` instead of ``DeleteModel`` when a model is no longer tracked:
   the event table stays, renamed.
+- ``PartitionEventTable`` when ``track(partition=...)`` changes: the event table
+  becomes range-partitioned on the event time, its history kept in place.
 
 A retyped field is a ``RetireField`` followed by an ``AddTrackedField`` of the same name: the
 recorded values keep their type in the retired column, never converted.
@@ -31,6 +33,7 @@ from typing import Any
 from django.db.migrations.operations import (
     AddField,
     AlterField,
+    AlterModelTableComment,
     DeleteModel,
     RemoveField,
     RenameField,
@@ -38,8 +41,11 @@ from django.db.migrations.operations import (
 from django.db.migrations.operations.fields import FieldOperation
 from django.db.migrations.state import ProjectState
 
-from audit_app import column_history, conf, sql
+from audit_app import column_history, conf, partitioning, sql
+from audit_app import partition_sql as psql
 from audit_app.column_history import HISTORY_TABLE, describe
+from audit_app.exceptions import PartitionError
+from audit_app.registry import tracked_models
 from audit_app.sealing_sql import KEY_COMMENT, column_keys
 from audit_app.trackers import is_masked
 
@@ -464,3 +470,68 @@ class RetireEventModel(DeleteModel):
     @property
     def migration_name_fragment(self) -> str:
         return f"retire_{self.name_lower}"
+
+
+# A migration converts a table with at most this many events (estimated) itself; a
+# bigger one is converted beforehand with ``manage.py audit partition``, which does
+# not hold up writers while it checks and indexes the rows.
+CONVERT_IN_MIGRATION = 100_000
+
+
+class PartitionEventTable(AlterModelTableComment):
+    """Partition an event table by time (``track(partition=...)``).
+
+    The table's comment names the interval, in the migration state and in the
+    database, where ``audit partitions`` reads it. A plain table is converted in
+    place (``audit_app.partitioning.convert``); one already partitioned (by the
+    command) only takes the new interval, which applies to the partitions made from
+    then on. Unapplied, the table stays partitioned: the history stays where it is.
+    """
+
+    def __init__(self, name: str, interval: str | None) -> None:
+        psql.check_interval(interval)
+        self.interval = interval
+        super().__init__(name, psql.table_comment(interval))
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        return (self.__class__.__qualname__, [], {"name": self.name, "interval": self.interval})
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        model = to_state.apps.get_model(app_label, self.name)
+        using = schema_editor.connection.alias
+        if not self.allow_migrate_model(using, model):
+            return
+        table = model._meta.db_table
+        if self.interval and not partitioning.interval_of(table, using):
+            _refuse_big_conversion(schema_editor, table, self.interval)
+            partitioning.convert(table, self.interval, using=using, concurrently=False)
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        if self.interval is None:
+            return f"Stop partitioning new events of {self.name} by a declared interval"
+        return f"Partition the events of {self.name} by {self.interval}"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"partition_{self.name_lower}"
+
+
+def _refuse_big_conversion(schema_editor: Any, table: str, interval: str) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [sql.quote(table)]
+        )
+        estimate = int(cursor.fetchone()[0])
+    if estimate > CONVERT_IN_MIGRATION:
+        labels = [
+            m._meta.label for m in tracked_models() if m.audit_event_model._meta.db_table == table
+        ]
+        raise PartitionError(
+            f"{table} holds about {estimate:,} events: converting it inside a migration would "
+            f"hold up its writers. Run `manage.py audit partition "
+            f"{labels[0] if labels else '<app_label.Model>'} --by {interval}` first (it "
+            "converts without stopping them), then migrate again."
+        )

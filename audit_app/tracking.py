@@ -13,6 +13,7 @@ from django.apps import apps
 from django.db import models
 
 from audit_app import conf, sql
+from audit_app import partition_sql as psql
 from audit_app.models import BaseEvent
 from audit_app.trackers import (
     DatabaseTracker,
@@ -25,6 +26,13 @@ from audit_app.trackers import (
 from audit_app.triggers import AppendOnly, CaptureTrigger
 
 M = TypeVar("M", bound=type[models.Model])
+
+
+class Unset:
+    """The type of ``UNSET``: an option left to its setting (None is a value)."""
+
+
+UNSET = Unset()
 
 _AUTO_TO_INT = {
     models.BigAutoField: models.BigIntegerField,
@@ -62,12 +70,15 @@ def track(
     masked: Iterable[str] | None = None,
     constrain_obj: bool | None = None,
     follow: Sequence[str] = (),
+    partition: str | Unset | None = UNSET,
 ) -> Callable[[M], M]:
     """Record changes of the decorated model in a generated event model.
 
     With no trackers, inserts, effective updates and deletes are recorded. ``follow``
     names relations (reverse foreign keys, many-to-many fields with a tracked through
     table) whose rows' history belongs to the object's history (``audit_app.following``).
+    ``partition`` ("day", "week", "month" or None; default ``AUDIT_PARTITION``)
+    range-partitions the event table on the event time (``audit_app.partitioning``).
     """
     if isinstance(follow, str) or not all(isinstance(name, str) for name in follow):
         raise TypeError(f"track(follow=...) takes a list of relation names, not {follow!r}.")
@@ -84,6 +95,7 @@ def track(
             related_name=related_name,
             masked=masked,
             constrain_obj=constrain_obj,
+            partition=partition,
         )
         # Resolved once the app registry is ready: reverse relations do not exist yet.
         model.audit_event_model.audit_follow_names = tuple(follow)
@@ -185,6 +197,7 @@ class EventModelPlan:
     event_name: str
     db_table: str
     related_name: str
+    partition: str | None = None  # the event table's partition interval
 
 
 def check_trackable(model: type[models.Model]) -> None:
@@ -237,6 +250,7 @@ def plan_event_model(
     related_name: str = "audit_events",
     masked: Iterable[str] | None = None,
     constrain_obj: bool | None = None,
+    partition: str | Unset | None = UNSET,
 ) -> EventModelPlan:
     """Resolve ``track()``'s options against the settings and check them together."""
     trackers = tuple(trackers) or tuple(default_trackers())
@@ -264,11 +278,16 @@ def plan_event_model(
         event_name=event_name,
         db_table=f"{app_label}_{event_name.lower()}",
         related_name=_unique_related_name(model, related_name),
+        partition=psql.check_interval(conf.partition() if partition is UNSET else partition),
     )
 
 
-def _event_meta(model: type[models.Model], db_table: str) -> type:
-    """The generated event model's Meta: its table and the indexes our reads need."""
+def _event_meta(model: type[models.Model], db_table: str, partition: str | None) -> type:
+    """The generated event model's Meta: its table and the indexes our reads need.
+
+    A partitioned table says so in its comment, which the migration state keeps:
+    ``makemigrations`` sees the change and writes ``PartitionEventTable``.
+    """
     opts = model._meta
     return type(
         "Meta",
@@ -298,6 +317,7 @@ def _event_meta(model: type[models.Model], db_table: str) -> type:
                     condition=models.Q(audit_user__isnull=False),
                 ),
             ],
+            "db_table_comment": psql.table_comment(partition),
             "verbose_name": f"{opts.verbose_name} event",
             "verbose_name_plural": f"{opts.verbose_name} events",
         },
@@ -318,7 +338,7 @@ def build_event_model(model: type[models.Model], plan: EventModelPlan) -> type[m
             db_index=False,
             related_name=plan.related_name,
         ),
-        "Meta": _event_meta(model, plan.db_table),
+        "Meta": _event_meta(model, plan.db_table, plan.partition),
     }
     for f in plan.copied[1:]:
         if f.name in attrs or f.name.startswith("audit_"):
@@ -338,6 +358,8 @@ def build_event_model(model: type[models.Model], plan: EventModelPlan) -> type[m
     )
     event_model.audit_trackers = plan.trackers
     event_model.audit_masked = plan.masked
+    event_model.audit_append_only = plan.append_only
+    event_model.audit_partition = plan.partition
     # (field name, column) of each copied field of the tracked model, primary key first.
     event_model.audit_fields = tuple((f.name, f.column) for f in plan.copied)
     return event_model

@@ -79,7 +79,7 @@ class ProductTag(Product.tags.through):
 
 
 # An order's history includes its items, as the admin edits them inline.
-@audit_app.track(follow=["items"])
+@audit_app.track(follow=["items"], partition="month")
 class Order(models.Model):
     class Status(models.TextChoices):
         NEW = "new", "New"
