@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.translation import ngettext
 
 from audit_app import conf, seal_keys, sealing_sql
@@ -162,6 +162,40 @@ FOLLOW_CHECK_IDS = {
     "not_followable": "audit_app.E014",
     "untracked": "audit_app.E015",
 }
+
+
+@checks.register(checks.Tags.compatibility)
+def check_partitions(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Partitioned event tables with no partition for the next interval, or with events
+    in their safety net.
+
+    Not a database-tagged check on purpose: ``runserver`` and the other commands run it
+    at startup, where a missing partition is worth a warning before it fills the safety
+    net. Without a reachable database it says nothing.
+    """
+    from audit_app import partitioning
+
+    warnings = []
+    for alias in kwargs.get("databases") or [DEFAULT_DB_ALIAS]:
+        if connections[alias].vendor != "postgresql":
+            continue
+        try:
+            found = [
+                problem
+                for table, _interval in partitioning.partitioned_tables(alias)
+                for problem in partitioning.problems(table, using=alias)
+            ]
+        except DatabaseError:
+            continue  # no database yet: migrate prepares the partitions
+        warnings += [
+            checks.Warning(
+                f"{problem} (database {alias!r}).",
+                hint="Run manage.py audit partitions (daily from cron, see docs/scaling.md).",
+                id="audit_app.W012",
+            )
+            for problem in found
+        ]
+    return warnings
 
 
 def follow_errors(problems: Any) -> list[checks.CheckMessage]:

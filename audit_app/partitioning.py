@@ -315,7 +315,10 @@ def convert(
     psql.check_interval(interval)
     connection = connections[using]
     if interval_of(table, using):
-        raise PartitionError(f"{table} is already partitioned.")
+        raise PartitionError(
+            f"{table} is already partitioned (by {interval_of(table, using)}); "
+            "manage.py audit partitions keeps it ready."
+        )
     with connection.cursor() as cursor:
         cursor.execute(psql.GUARD_FUNCTION_SQL)
     upper = conversion_boundary(now or timezone.now(), interval)

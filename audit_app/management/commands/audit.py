@@ -1,5 +1,5 @@
-"""``manage.py audit``: status, backfill, export, prune, erasure, seal and verify of the audit
-history."""
+"""``manage.py audit``: status, backfill, export, prune, erasure, partitions, seal and verify of
+the audit history."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import ngettext
 
 from audit_app import heads as seal_heads
-from audit_app import sql
+from audit_app import partition_commands, sql
 from audit_app.counting import count_rows
 from audit_app.erasure import erase_retired
 from audit_app.exceptions import SealError, TrackingError
@@ -132,6 +132,7 @@ class Command(BaseCommand):
         prune.add_argument("--dry-run", action="store_true")
         prune.add_argument("--batch-size", type=int, default=10_000)
         _add_integrity_parsers(sub)
+        partition_commands.add_parsers(sub)
         erase = sub.add_parser(
             "erase", help="Drop the recorded values of a field the model no longer has."
         )
@@ -208,15 +209,36 @@ class Command(BaseCommand):
                 if status != pgtrigger.core.INSTALLED or enabled is False:
                     problems.append(trigger.get_uri(model))
                 self.stdout.write(f"    trigger {trigger.name}: {state}")
+            if size is not None:
+                lines, partition_problems = partition_commands.status_lines(model, database)
+                for line in lines:
+                    self.stdout.write(line)
+                problems += partition_problems
         if problems:
             raise CommandError(
                 f"{len(problems)} problem(s): {', '.join(problems)}. Run manage.py migrate "
-                "(or manage.py pgtrigger install) to install what is missing."
+                "(or manage.py pgtrigger install) to install what is missing, and manage.py "
+                "audit partitions to prepare partitions and empty the safety net."
             )
         self.stdout.write(self.style.SUCCESS("audit history: all installed"))
 
+    def handle_partitions(self, *, database: str, model: list[str], ahead: int, **options: Any):
+        partition_commands.handle_partitions(
+            self, database=database, models=[_model(label) for label in model], ahead=ahead
+        )
+
+    def handle_partition(self, *, database: str, model: str, interval: str, **options: Any):
+        partition_commands.handle_partition(
+            self, database=database, model=_model(model), interval=interval
+        )
+
     def handle_prune(self, *, database: str, before: Any, model: list[str], **options: Any) -> None:
         models = [_model(label) for label in model] or None
+        if before > timezone.now():
+            raise CommandError(
+                f"--before {before:%Y-%m-%d %H:%M} is in the future: that would prune events "
+                "not written yet. Give a date in the past."
+            )
         self.stdout.write(
             "audit prune is the sanctioned way past append-only protection; it is recorded "
             "in audit_app_bypass."
