@@ -10,7 +10,7 @@ from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils.translation import ngettext
 
-from audit_app import conf, seal_keys, sealing_sql
+from audit_app import conf, partitioning, seal_keys, sealing_sql
 from audit_app.following import resolve
 from audit_app.registry import tracked_models
 
@@ -173,8 +173,6 @@ def check_partitions(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     at startup, where a missing partition is worth a warning before it fills the safety
     net. Without a reachable database it says nothing.
     """
-    from audit_app import partitioning
-
     warnings = []
     for alias in kwargs.get("databases") or [DEFAULT_DB_ALIAS]:
         if connections[alias].vendor != "postgresql":

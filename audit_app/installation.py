@@ -14,7 +14,8 @@ import pgtrigger
 import pgtrigger.core
 from django.db import connections
 
-from audit_app import sql
+from audit_app import partitioning, sql
+from audit_app.registry import event_models
 from audit_app.triggers import AuditTrigger
 
 
@@ -50,9 +51,6 @@ def install_missing_triggers(using: str = "default") -> list[str]:
 def partition_declared_tables(using: str = "default") -> list[str]:
     """Partition the empty event tables that ``track(partition=...)`` declares but the
     database holds plain (a test database built without migrations); return them."""
-    from audit_app import partitioning
-    from audit_app.registry import event_models
-
     connection = connections[using]
     tables = set(connection.introspection.table_names())
     converted = []
@@ -71,8 +69,6 @@ def partition_declared_tables(using: str = "default") -> list[str]:
 
 
 def post_migrate(using: str = "default", **kwargs: Any) -> None:
-    from audit_app import partitioning
-
     if connections[using].vendor != "postgresql":
         return
     install_context_function(using)
