@@ -15,3 +15,7 @@ ROOT_URLCONF = "tests.urls"
 # sets it (tests/e2e/test_csp.py); does nothing otherwise.
 MIDDLEWARE = ["tests.security.csp.ContentSecurityPolicyMiddleware", *MIDDLEWARE]  # noqa: F405
 TEST_CONTENT_SECURITY_POLICY = None
+
+# A second, independent database on the same server: history lives with its data in
+# each database a router sends models to (tests/test_multiple_databases.py).
+DATABASES["other"] = {**DATABASES["default"], "NAME": "audit_other"}  # noqa: F405
