@@ -23,6 +23,7 @@ demo: $(INSTALLED)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) seed
 	$(MANAGE) audit seal
+	$(MANAGE) audit partitions
 	@echo
 	@echo "  Admin:  http://$(DEMO_ADDR)/admin/"
 	@echo "  Logins: admin / admin     (superuser)"
