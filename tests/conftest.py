@@ -50,3 +50,43 @@ def viewer(django_user_model):
         Permission.objects.filter(content_type__app_label="shop", codename__startswith="view_")
     )
     return user
+
+
+@pytest.fixture(scope="session")
+def standby_server(django_db_setup, django_db_blocker):
+    """``DATABASES["replica"]``: a streaming hot standby of the test server, holding the
+    test database by replication. Started once, by the first test that needs it.
+
+    Marked as a test mirror of "default" (which, streamed, it is), so that test cases
+    never flush it: a standby refuses writes. Tests using it commit their data
+    (``transaction=True``) and list it: ``databases=["default", "replica"]``.
+    """
+    from django.db import connections
+
+    from tests import standby
+
+    reason = standby.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with django_db_blocker.unblock():
+        server = standby.start()
+    primary = connections["default"].settings_dict
+    connections.settings[standby.ALIAS] = server.database_settings(primary)
+    yield server
+    connections[standby.ALIAS].close()
+    del connections[standby.ALIAS]
+    del connections.settings[standby.ALIAS]
+    server.stop()
+
+
+@pytest.fixture
+def replica(standby_server):
+    """The standby helpers (``tests.standby``), with the standby caught up with the
+    primary before the test and replaying again after it."""
+    from tests import standby
+
+    standby.wait_for_replay()
+    try:
+        yield standby
+    finally:
+        standby.resume_replay()
