@@ -52,6 +52,11 @@ def viewer(django_user_model):
     return user
 
 
+# The standby once started (at most one): ``pytest_runtest_setup`` shows it to the tests
+# that use it and hides it from the others.
+_standby_servers: list = []
+
+
 @pytest.fixture(scope="session")
 def standby_server(django_db_setup, django_db_blocker):
     """``DATABASES["replica"]``: a streaming hot standby of the test server, holding the
@@ -59,10 +64,9 @@ def standby_server(django_db_setup, django_db_blocker):
 
     Marked as a test mirror of "default" (which, streamed, it is), so that test cases
     never flush it: a standby refuses writes. Tests using it commit their data
-    (``transaction=True``) and list it: ``databases=["default", "replica"]``.
+    (``transaction=True``) and list it: ``databases=["default", "replica"]``. The alias
+    exists only during the tests that use the ``replica`` fixture.
     """
-    from django.db import connections
-
     from tests import standby
 
     reason = standby.unavailable_reason()
@@ -70,13 +74,24 @@ def standby_server(django_db_setup, django_db_blocker):
         pytest.skip(reason)
     with django_db_blocker.unblock():
         server = standby.start()
-    primary = connections["default"].settings_dict
-    connections.settings[standby.ALIAS] = server.database_settings(primary)
+    _standby_servers.append(server)
+    standby.expose(server)
     yield server
-    connections[standby.ALIAS].close()
-    del connections[standby.ALIAS]
-    del connections.settings[standby.ALIAS]
+    _standby_servers.clear()
+    standby.hide()
     server.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before the test case's setup: Django checks its ``databases`` against DATABASES.
+    if _standby_servers:
+        from tests import standby
+
+        if "replica" in getattr(item, "fixturenames", ()):
+            standby.expose(_standby_servers[0])
+        else:
+            standby.hide()
 
 
 @pytest.fixture

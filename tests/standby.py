@@ -147,6 +147,21 @@ def start() -> Standby:
     return standby
 
 
+def expose(server: Standby) -> None:
+    """Add ``DATABASES["replica"]`` (and its connection) pointing at ``server``."""
+    if ALIAS not in connections.settings:
+        primary = connections["default"].settings_dict
+        connections.settings[ALIAS] = server.database_settings(primary)
+
+
+def hide() -> None:
+    """Remove ``DATABASES["replica"]``: tests that do not ask for the standby never see it."""
+    if ALIAS in connections.settings:
+        connections[ALIAS].close()
+        del connections[ALIAS]
+        del connections.settings[ALIAS]
+
+
 def wait_for_replay(alias: str = ALIAS, timeout: float = 15.0) -> None:
     """Wait until the standby behind ``alias`` has replayed everything the primary wrote
     so far (its insert position: commits not yet flushed count too)."""
