@@ -473,17 +473,12 @@ class AuditEventAdmin(admin.ModelAdmin):
             raise Http404("Unknown event.") from exc
         if not hasattr(event_model, "audit_spec"):
             raise Http404("Unknown event.")
-        event = (
-            self.get_queryset(request)
-            .across(event_model)
-            .filter(event_id=event_id)
-            .without_diffs()
-            .first()
-        )
-        if event is None:
+        events = self.get_queryset(request).across(event_model).filter(event_id=event_id)
+        event = events.without_diffs().first()
+        primary = events.from_primary()
+        if event is None and primary.db != events.db:
             # Not replayed on the replica yet, perhaps: the primary has every event.
-            event = self.get_queryset(request).from_primary().across(event_model)
-            event = event.filter(event_id=event_id).without_diffs().first()
+            event = primary.without_diffs().first()
         if event is None:
             # The same answer for "missing" and "not yours": no probing for ids.
             raise Http404("Unknown event.")
