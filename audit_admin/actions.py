@@ -38,6 +38,7 @@ from audit_admin.revert_requests import (
 )
 from audit_app.exceptions import RevertError
 from audit_app.models import AuditEvent
+from audit_app.replicas import primary_reads
 from audit_app.reverting import RevertPlan, latest_event_id, preview, revert
 
 # -- export ---------------------------------------------------------------------------------
@@ -171,9 +172,11 @@ def plan_items(
     permissions=["revert"],
     description=gettext_lazy("Revert the selected objects to these versions"),
 )
+@primary_reads()
 def revert_selected(model_admin: Any, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+    # The browser may read a replica; what a revert checks and applies, never.
     limit = conf.bulk_revert_limit()
-    events = list(queryset.without_diffs()[: limit + 1])
+    events = list(queryset.from_primary().without_diffs()[: limit + 1])
     if len(events) > limit:
         model_admin.message_user(
             request,

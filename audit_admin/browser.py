@@ -48,6 +48,7 @@ from audit_admin.integrity import IntegrityBox, integrity_box
 from audit_admin.pages import admin_context
 from audit_admin.pagination import InvalidPageNumber, page_number
 from audit_admin.permissions import may_change_model, may_view_model
+from audit_admin.replica_notice import ReplicaNotice, replica_notice
 from audit_app.models import AuditEvent
 from audit_app.registry import tracked_models
 
@@ -205,6 +206,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         """The integrity line's facts, for those who may see them (else None)."""
         return integrity_box() if self.has_verify_permission(request) else None
 
+    def get_replica_notice(self, request: HttpRequest) -> ReplicaNotice | None:
+        """The line saying the page reads a replica and its lag (None: it reads the primary)."""
+        return replica_notice()
+
     def get_template_names(self, request: HttpRequest, name: str) -> list[str]:
         """Per-model, the theme's, then default template names."""
         opts = self.opts
@@ -304,6 +309,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             "rows_on_page": len(table.page.object_list),
             "user_options_id": user_options_id,
             "integrity": self.get_integrity(request),
+            "replica_notice": self.get_replica_notice(request),
             "media": self.media,
             "is_popup": False,
             "has_add_permission": False,
@@ -467,13 +473,12 @@ class AuditEventAdmin(admin.ModelAdmin):
             raise Http404("Unknown event.") from exc
         if not hasattr(event_model, "audit_spec"):
             raise Http404("Unknown event.")
-        event = (
-            self.get_queryset(request)
-            .across(event_model)
-            .filter(event_id=event_id)
-            .without_diffs()
-            .first()
-        )
+        events = self.get_queryset(request).across(event_model).filter(event_id=event_id)
+        event = events.without_diffs().first()
+        primary = events.from_primary()
+        if event is None and primary.db != events.db:
+            # Not replayed on the replica yet, perhaps: the primary has every event.
+            event = primary.without_diffs().first()
         if event is None:
             # The same answer for "missing" and "not yours": no probing for ids.
             raise Http404("Unknown event.")

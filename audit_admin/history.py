@@ -151,7 +151,7 @@ def object_or_404(model_admin: Any, request: HttpRequest, object_id: str) -> Any
 
 def log_entries_before_tracking(obj: Any) -> list[LogEntry]:
     """Django admin log entries of ``obj`` older than its first recorded event."""
-    first = AuditEvent.objects.tracks(obj, follow=()).without_diffs()
+    first = AuditEvent.objects.from_primary().tracks(obj, follow=()).without_diffs()
     first = first.order_by("created_at", "event_id")
     first = first.values_list("created_at", flat=True).first()
     entries = LogEntry.objects.filter(

@@ -17,6 +17,7 @@ from audit_admin.history_tables import HistoryTable
 from audit_admin.links import event_browser_url
 from audit_app.column_history import retired_fields
 from audit_app.models import AuditEvent
+from audit_app.replicas import primary_reads
 
 
 class AuditHistoryMixin:
@@ -25,6 +26,10 @@ class AuditHistoryMixin:
     The change form's "History" button opens our timeline (Django's ``history_view``
     URL and context names are kept). Every declarative attribute has a ``get_*`` hook
     taking the request; permissions are ``has_*_permission`` hooks.
+
+    Every page here reads history from the primary, never from ``AUDIT_READ_DATABASE``:
+    the person who just saved sees the change, and reverts are checked against the
+    history as it is.
     """
 
     history_paginate_by = 25
@@ -57,7 +62,8 @@ class AuditHistoryMixin:
 
     def get_history_queryset(self, request: HttpRequest, obj: Any) -> Any:
         """The events of ``obj`` shown on its timeline (its parents' tables included)."""
-        return AuditEvent.objects.tracks(obj).select_related("context")
+        # Explicitly: the page renders after the view has returned.
+        return AuditEvent.objects.from_primary().tracks(obj).select_related("context")
 
     def get_history_paginate_by(self, request: HttpRequest) -> int:
         return self.history_paginate_by
@@ -90,26 +96,32 @@ class AuditHistoryMixin:
     def history_view(
         self, request: HttpRequest, object_id: str, extra_context: Any = None
     ) -> HttpResponse:
-        return history.history_view(self, request, object_id, extra_context)
+        with primary_reads():
+            return history.history_view(self, request, object_id, extra_context)
 
     def audit_version_view(
         self, request: HttpRequest, object_id: str, event_key: str
     ) -> HttpResponse:
-        return history.version_view(self, request, object_id, event_key)
+        with primary_reads():
+            return history.version_view(self, request, object_id, event_key)
 
     def audit_compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return history.compare_view(self, request, object_id)
+        with primary_reads():
+            return history.compare_view(self, request, object_id)
 
     def audit_revert_view(
         self, request: HttpRequest, object_id: str, event_key: str
     ) -> HttpResponse:
-        return reverts.revert_view(self, request, object_id, event_key)
+        with primary_reads():
+            return reverts.revert_view(self, request, object_id, event_key)
 
     def audit_deleted_view(self, request: HttpRequest) -> HttpResponse:
-        return reverts.deleted_view(self, request)
+        with primary_reads():
+            return reverts.deleted_view(self, request)
 
     def audit_restore_view(self, request: HttpRequest, event_key: str) -> HttpResponse:
-        return reverts.restore_view(self, request, event_key)
+        with primary_reads():
+            return reverts.restore_view(self, request, event_key)
 
     def get_urls(self) -> list[Any]:
         prefix = f"{self.opts.app_label}_{self.opts.model_name}_audit"

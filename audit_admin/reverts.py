@@ -213,7 +213,8 @@ def deleted_event(model_admin: Any, event_key: str) -> AuditEvent:
     own = model_admin.model.audit_event_model._meta.label_lower
     if label != own:
         raise Http404("Unknown version.")
-    event = AuditEvent.objects.across(label).deleted().filter(event_id=event_id).first()
+    deleted = AuditEvent.objects.from_primary().across(label).deleted()
+    event = deleted.filter(event_id=event_id).first()
     if event is None:
         raise Http404("That object is not deleted, or the version is unknown.")
     return event
@@ -239,7 +240,8 @@ def deleted_view(model_admin: Any, request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     history = HistoryPage(model_admin, request, None)
     events = (
-        AuditEvent.objects.across(model_admin.model).deleted().without_diffs()
+        # The restore workflow starts here: the primary, so a deletion just made is listed.
+        AuditEvent.objects.from_primary().across(model_admin.model).deleted().without_diffs()
     ).select_related("context")
     search = request.GET.get("q", "")[:200]
     if "\x00" in search:

@@ -27,6 +27,7 @@ from audit_app.changeset_revert import revert_changeset
 from audit_app.changesets import REMOVED, changeset_of
 from audit_app.exceptions import RevertConflict, RevertError
 from audit_app.following import CHILDREN, Followed, followed_relations
+from audit_app.replicas import primary_reads
 from audit_app.reverting import RevertPlan, Version, load_version, preview
 from audit_app.reverting import revert as revert_one
 from audit_app.runtime import context
@@ -118,6 +119,7 @@ def _run(
     return cascade
 
 
+@primary_reads()
 def plan_restore(
     event: Any, *, follow: Sequence[str] | None = None, using: str | None = None
 ) -> CascadePlan:
@@ -128,6 +130,7 @@ def plan_restore(
     return _run(event, follow, using, {"audit_action": "restored"}, apply=False)
 
 
+@primary_reads()
 def restore(
     event: Any,
     *,
@@ -162,6 +165,7 @@ def _is_deleted(version: Any, using: str) -> bool:
     return not model._base_manager.using(using).filter(pk=version.pk).exists()
 
 
+@primary_reads()
 def revert(
     event: Any,
     *,

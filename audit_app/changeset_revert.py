@@ -29,6 +29,7 @@ from django.utils.text import capfirst
 from audit_app.changesets import ChangeSets, changeset_key
 from audit_app.exceptions import NothingToRevert, RevertConflict, RevertError
 from audit_app.following import CHILDREN, Followed, followed_relations
+from audit_app.replicas import primary_reads
 from audit_app.reverting import RevertPlan, load_version, preview
 from audit_app.runtime import context
 
@@ -305,6 +306,7 @@ def _prepare(
     return root, relations, options
 
 
+@primary_reads()
 def plan_changeset_revert(
     event: Any,
     *,
@@ -323,6 +325,7 @@ def plan_changeset_revert(
     return _run(event, root, relations, options, apply=False)
 
 
+@primary_reads()
 def revert_changeset(
     event: Any,
     *,

@@ -207,3 +207,34 @@ def follow_errors(problems: Any) -> list[checks.CheckMessage]:
 @checks.register(checks.Tags.models)
 def check_follows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     return follow_errors(p for model in tracked_models() for p in resolve(model)[1])
+
+
+# -- replicas (docs/scaling.md#replicas) -----------------------------------------------------
+
+
+@checks.register(checks.Tags.compatibility)
+def check_read_database(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``AUDIT_READ_DATABASE`` names no database (E020) or one that is not PostgreSQL (E021)."""
+    alias = getattr(settings, "AUDIT_READ_DATABASE", "default")
+    aliases = list(settings.DATABASES)
+    if not isinstance(alias, str) or alias not in aliases:
+        return [
+            checks.Error(
+                f"AUDIT_READ_DATABASE is {alias!r}, which is not an alias of DATABASES "
+                f"({', '.join(map(repr, aliases))}); the event browser and exports could "
+                "not read history.",
+                hint="Set AUDIT_READ_DATABASE to the alias of your replica in DATABASES, or "
+                "remove it to read from 'default'.",
+                id="audit_app.E020",
+            )
+        ]
+    if connections[alias].vendor != "postgresql":
+        return [
+            checks.Error(
+                f"AUDIT_READ_DATABASE is {alias!r}, which uses the "
+                f"{connections[alias].vendor} backend; history is read with PostgreSQL SQL.",
+                hint=f"Point DATABASES[{alias!r}] at a PostgreSQL replica of 'default'.",
+                id="audit_app.E021",
+            )
+        ]
+    return []

@@ -123,3 +123,15 @@ def seal_public_key_file() -> str | None:
     (``AUDIT_SEAL_PUBLIC_KEY_FILE``); derived from the private key when unset."""
     value = _get("SEAL_PUBLIC_KEY_FILE", None)
     return str(value) if value else None
+
+
+# -- replicas (docs/scaling.md#replicas) ---------------------------------------------------------
+
+
+def read_database() -> str:
+    """Alias of ``DATABASES`` that history is read from by default (``AUDIT_READ_DATABASE``).
+
+    The event browser, exports and ``AuditEvent`` queries without ``.using()`` read
+    there; whatever decides a write, and an object's own history, reads the primary.
+    """
+    return str(_get("READ_DATABASE", "default"))

@@ -15,7 +15,7 @@ from audit_app.cascade import revert
 from audit_app.changesets import changeset_of
 from audit_app.diff import action_of
 from audit_app.event_sql import AGGREGATE_TABLE
-from audit_app.query import AuditEventQuerySet
+from audit_app.query import AuditEventManager
 from audit_app.triggers import AppendOnly
 
 
@@ -184,7 +184,7 @@ class AuditEvent(models.Model):
     # Change markers of masked fields, for diffs only: never values, never displayed.
     masked_markers = models.JSONField(null=True)
 
-    objects = AuditEventQuerySet.as_manager()
+    objects = AuditEventManager()
 
     # Filled for a page of events by audit_app.diff.attach_diffs.
     diff: dict[str, list[Any]] | None = None

@@ -35,6 +35,7 @@ from audit_app.event_sql import (
 from audit_app.follow_sql import child_filter_sql, subclass_filter_sql
 from audit_app.following import Followed, followed_relations
 from audit_app.registry import event_model_of, event_models
+from audit_app.replicas import history_database, primary_database
 
 
 class AuditEventQuery(Query):
@@ -180,6 +181,18 @@ class AuditEventQuerySet(models.QuerySet):
         super().__init__(model, query or AuditEventQuery(model), using, hints)
         self._audit_diffs = True
         self._audit_follow: FollowScope | None = None
+
+    @property
+    def db(self) -> str:
+        """The alias this query reads: ``.using()``'s, else ``AUDIT_READ_DATABASE`` (the
+        primary inside ``audit_app.replicas.primary_reads()``)."""
+        if self._db or self._for_write:
+            return super().db
+        return history_database(self.model)
+
+    def from_primary(self) -> AuditEventQuerySet:
+        """Read from the primary, where the events are written: never behind a replica."""
+        return self.using(primary_database(self.model))
 
     def _clone(self) -> AuditEventQuerySet:
         clone = super()._clone()
@@ -340,3 +353,11 @@ class AuditEventQuerySet(models.QuerySet):
 
     def _iterable_class_is_values(self) -> bool:
         return self._iterable_class is not models.query.ModelIterable
+
+
+class AuditEventManager(models.Manager.from_queryset(AuditEventQuerySet)):  # type: ignore[misc]
+    """``AuditEvent.objects``: reads where its querysets read (``AuditEventQuerySet.db``)."""
+
+    @property
+    def db(self) -> str:
+        return self._db or history_database(self.model)

@@ -28,6 +28,7 @@ from audit_app.exceptions import (
     RevertUniqueClash,
     RevertValidationError,
 )
+from audit_app.replicas import primary_reads
 from audit_app.runtime import context
 
 
@@ -166,6 +167,7 @@ def _values(version: Version, names: list[str]) -> dict[str, Any]:
     return values
 
 
+@primary_reads()
 def preview(
     event: Any,
     *,
@@ -361,6 +363,7 @@ def _validation_problem(
     return RevertValidationError(f"This version no longer passes validation: {detail}", errors)
 
 
+@primary_reads()
 def revert(
     event: Any,
     *,

@@ -50,3 +50,58 @@ def viewer(django_user_model):
         Permission.objects.filter(content_type__app_label="shop", codename__startswith="view_")
     )
     return user
+
+
+# The standby once started (at most one): ``pytest_runtest_setup`` shows it to the tests
+# that use it and hides it from the others.
+_standby_servers: list = []
+
+
+@pytest.fixture(scope="session")
+def standby_server(django_db_setup, django_db_blocker):
+    """``DATABASES["replica"]``: a streaming hot standby of the test server, holding the
+    test database by replication. Started once, by the first test that needs it.
+
+    Marked as a test mirror of "default" (which, streamed, it is), so that test cases
+    never flush it: a standby refuses writes. Tests using it commit their data
+    (``transaction=True``) and list it: ``databases=["default", "replica"]``. The alias
+    exists only during the tests that use the ``replica`` fixture.
+    """
+    from tests import standby
+
+    reason = standby.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with django_db_blocker.unblock():
+        server = standby.start()
+    _standby_servers.append(server)
+    standby.expose(server)
+    yield server
+    _standby_servers.clear()
+    standby.hide()
+    server.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before the test case's setup: Django checks its ``databases`` against DATABASES.
+    if _standby_servers:
+        from tests import standby
+
+        if "replica" in getattr(item, "fixturenames", ()):
+            standby.expose(_standby_servers[0])
+        else:
+            standby.hide()
+
+
+@pytest.fixture
+def replica(standby_server):
+    """The standby helpers (``tests.standby``), with the standby caught up with the
+    primary before the test and replaying again after it."""
+    from tests import standby
+
+    standby.wait_for_replay()
+    try:
+        yield standby
+    finally:
+        standby.resume_replay()
