@@ -22,7 +22,13 @@ def test_clean_project_passes():
     assert audit_checks.check_apps_and_middleware() == []
 
 
-def test_e001_non_postgresql_default(monkeypatch):
+@pytest.fixture
+def one_database(monkeypatch):
+    """The checks see only the default database (the test settings have a second one)."""
+    monkeypatch.setattr(audit_checks, "settings", SimpleNamespace(DATABASES={"default": {}}))
+
+
+def test_e001_non_postgresql_default(monkeypatch, one_database):
     fake = {"default": SimpleNamespace(vendor="mysql", settings_dict={})}
     monkeypatch.setattr(audit_checks, "connections", fake)
     (error,) = audit_checks.check_database()
@@ -42,7 +48,7 @@ def test_e003_server_side_binding(monkeypatch):
     assert error.id == "audit_app.E003" and "server_side_binding" in error.hint
 
 
-def test_e004_psycopg2(monkeypatch):
+def test_e004_psycopg2(monkeypatch, one_database):
     import django.db.backends.postgresql.psycopg_any as psycopg_any
 
     monkeypatch.setattr(psycopg_any, "is_psycopg3", False)
