@@ -18,4 +18,4 @@ TEST_CONTENT_SECURITY_POLICY = None
 
 # A second, independent database on the same server: history lives with its data in
 # each database a router sends models to (tests/test_multiple_databases.py).
-DATABASES["other"] = {**DATABASES["default"], "NAME": "audit_other"}  # noqa: F405
+DATABASES["second"] = {**DATABASES["default"], "NAME": "audit_second"}  # noqa: F405

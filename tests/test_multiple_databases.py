@@ -12,17 +12,17 @@ from audit_app import partitioning
 from audit_app.models import AuditEvent
 from shop.models import Customer, Order
 
-pytestmark = pytest.mark.django_db(databases=["default", "other"])
+pytestmark = pytest.mark.django_db(databases=["default", "second"])
 
 
 def test_each_database_records_its_own_writes_with_their_context():
     with audit_app.context(reason="tenant import"):
         here = Customer.objects.create(name="Here", email="here@example.org")
-        there = Customer.objects.using("other").create(name="There", email="there@example.org")
-        Customer.objects.using("other").filter(pk=there.pk).update(phone="555")
+        there = Customer.objects.using("second").create(name="There", email="there@example.org")
+        Customer.objects.using("second").filter(pk=there.pk).update(phone="555")
 
     mine = AuditEvent.objects.all()
-    theirs = AuditEvent.objects.using("other").order_by("event_id")
+    theirs = AuditEvent.objects.using("second").order_by("event_id")
     assert [(e.obj_id, e.label) for e in mine] == [(str(here.pk), "insert")]
     assert [(e.label, e.data["name"], e.data["phone"]) for e in theirs] == [
         ("insert", "There", ""),
@@ -34,7 +34,7 @@ def test_each_database_records_its_own_writes_with_their_context():
 
 def test_each_database_has_its_own_partitions():
     """``migrate`` prepares the partitions of every database it migrates."""
-    for alias in ("default", "other"):
+    for alias in ("default", "second"):
         found = partitioning.partitions(Order.audit_event_model._meta.db_table, alias)
         assert sum(not p.default for p in found) >= 3
         assert partitioning.problems(Order.audit_event_model._meta.db_table, using=alias) == []
