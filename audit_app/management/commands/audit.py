@@ -244,6 +244,8 @@ class Command(BaseCommand):
                 f"--before {before:%Y-%m-%d %H:%M} is in the future: that would prune events "
                 "not written yet. Give a date in the past."
             )
+        if options["batch_size"] < 1:
+            raise CommandError(f"--batch-size must be 1 or more, not {options['batch_size']}.")
         self.stdout.write(
             "audit prune is the sanctioned way past append-only protection; it is recorded "
             "in audit_app_bypass."
@@ -253,8 +255,6 @@ class Command(BaseCommand):
                 "Warning: sealed events are pruned without a seal key (AUDIT_SEAL_KEY), so no "
                 "prune record authenticates it: audit verify will report them as deleted."
             )
-        if options["batch_size"] < 1:
-            raise CommandError(f"--batch-size must be 1 or more, not {options['batch_size']}.")
         counts = prune(
             before,
             models=models,
