@@ -86,6 +86,11 @@ def _fit(table: str, suffix: str) -> str:
     return f"{table[: 63 - len(suffix) - 9]}_{digest}{suffix}"
 
 
+def fit_name(table: str, suffix: str) -> str:
+    """``table`` + ``suffix``, shortened to fit PostgreSQL's 63-byte identifiers."""
+    return _fit(table, suffix)
+
+
 def partition_name(table: str, lower: datetime.datetime) -> str:
     return _fit(table, f"_p{lower:%Y%m%d}")
 

@@ -1,12 +1,13 @@
-"""Retention: delete events older than a date, in batches, on the record.
+"""Retention: remove events older than a date, on the record.
 
-This is the one sanctioned way past append-only protection. For each batch, inside the
-batch's own transaction, it skips the protection trigger with
-``session_replication_role = replica`` when the role may set it (a superuser, or a
-grant of SET on it): no lock beyond the DELETE's, so the table's writers never wait.
-Otherwise it disables the trigger (which needs the table owner, as migrations do, and
-locks out writers for the batch), deletes and enables it again. Each pruned table
-leaves a row in ``audit_app_bypass`` saying who pruned what and why.
+Per event table: a partitioned table first loses the partitions that lie wholly before
+the date (``partition_retention``: detached with short lock waits, then dropped, or kept
+for archiving); what is left before the date (the partition that straddles it, the
+safety net, or a plain table's rows) is deleted in batches past the append-only
+protection (``batch_delete``). Each removal leaves a ``PRUNE`` row in
+``audit_app_bypass`` saying who pruned what and why, and with sealed history an
+authenticated prune record of the ids. Context rows no event points at any more go last
+(``context_cleanup``).
 """
 
 from __future__ import annotations
@@ -16,88 +17,87 @@ import datetime
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pgtrigger
-from django.db import connections, models, transaction
+from django.db import connections, models
 
-from audit_app import sql
-from audit_app.registry import event_models
+from audit_app import partition_retention, sql
+from audit_app import retention_sql as rsql
+from audit_app.batch_delete import BatchDeleter, protection_of
+from audit_app.context_cleanup import delete_unreferenced
+from audit_app.registry import event_model_of, event_models
 from audit_app.runtime import current_context
-from audit_app.sealing import prune_records
-from audit_app.triggers import AppendOnly
+from audit_app.sealing import PruneRecorder, prune_records
+
+Log = Callable[[str], None]
 
 
-def _protection(model: type[models.Model]) -> list[str]:
-    """pgids of the append-only triggers on ``model``'s table."""
-    return [
-        trigger.get_pgid(model)
-        for registered_model, trigger in pgtrigger.registered()
-        if registered_model is model and isinstance(trigger, AppendOnly)
-    ]
+class PruneCounts(dict):
+    """Rows removed (or, in a dry run, to be removed) per event model label, and the
+    tables detached for archiving (``archived``: names to dump and then drop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.archived: list[str] = []
 
 
-def may_skip_triggers(cursor: Any) -> bool:
-    """Whether the role may set ``session_replication_role`` (a superuser, or on
-    PostgreSQL 15+ a role granted SET on it).
-
-    Then a prune batch skips the protection trigger for its own transaction only;
-    otherwise it disables the trigger, which locks out the table's writers for the
-    batch. The application role of docs/security.md may do neither.
-    """
-    cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-    if cursor.fetchone()[0]:
-        return True
-    if cursor.db.pg_version < 150000:
-        return False
-    cursor.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
-    return bool(cursor.fetchone()[0])
+def _reason(before: datetime.datetime) -> str:
+    reason = f"prune before {before.isoformat()}"
+    if current_context():
+        reason += f" ({', '.join(f'{k}={v}' for k, v in sorted(current_context().items()))})"
+    return reason
 
 
-def _delete_batches(
+def _whole_partitions(
+    table: str, label: str, before: datetime.datetime, *, archive: bool, dry_run: bool,
+    reason: str, recorder: PruneRecorder | None, using: str, counts: PruneCounts, say: Log,
+) -> int:  # fmt: skip
+    """Remove the partitions of ``table`` that lie wholly before ``before``; return
+    the rows they held."""
+    removed = 0
+    verb = "detach" if archive else "drop"
+    for partition in partition_retention.whole_partitions(table, before, using):
+        what = partition_retention.describe(partition)
+        if dry_run:
+            count = partition_retention.count_rows(partition.name, using)
+            say(f"{label}: would {verb} {what} ({count} events)")
+        else:
+            count = partition_retention.remove(
+                table, partition, archive=archive, reason=reason,
+                record_runs=recorder.record_runs if recorder else None, using=using, log=say,
+            )  # fmt: skip
+            done = "detached" if archive else "dropped"
+            say(f"{label}: {done} {what} ({count} events)")
+            if archive:
+                counts.archived.append(rsql.archived_name(partition.name))
+        removed += count
+    return removed
+
+
+def _remainder(
     cursor: Any,
-    table: str,
-    protected: list[str],
-    where: str,
-    params: list[Any],
+    event_model: type[models.Model],
+    before: datetime.datetime,
+    *,
+    dry_run: bool,
     batch_size: int,
-    record: Callable[[Any, str, list[int]], None] | None = None,
+    recorder: PruneRecorder | None,
+    log: Log,
 ) -> int:
-    total = 0
-    quoted = sql.quote(table)
-    key = "audit_id" if table != sql.CONTEXT_TABLE else "id"
-    skip = bool(protected) and may_skip_triggers(cursor)
-    while True:
-        with transaction.atomic(using=cursor.db.alias):
-            if skip:
-                # No lock beyond the DELETE's own: writers of the table go on.
-                cursor.execute("SET LOCAL session_replication_role = replica")
-            for pgid in [] if skip else protected:
-                cursor.execute(f"ALTER TABLE {quoted} DISABLE TRIGGER {sql.quote(pgid)}")
-            cursor.execute(
-                f"DELETE FROM {quoted} WHERE {key} IN (SELECT {key} FROM {quoted} WHERE {where} "
-                f"ORDER BY {key} LIMIT {int(batch_size)})"
-                + (f" RETURNING {key}" if record else ""),
-                params,
-            )
-            deleted = cursor.rowcount
-            if record:
-                # Sealed history: the prune record is written in the deleting transaction.
-                record(cursor, table, [row[0] for row in cursor.fetchall()])
-            for pgid in [] if skip else protected:
-                cursor.execute(f"ALTER TABLE {quoted} ENABLE TRIGGER {sql.quote(pgid)}")
-            if skip:
-                # SET LOCAL would outlive a savepoint (prune inside a transaction).
-                cursor.execute("SET LOCAL session_replication_role = origin")
-        total += deleted
-        if deleted < batch_size:
-            return total
-
-
-def _record(cursor: Any, table: str, count: int, reason: str) -> None:
-    cursor.execute(
-        f"INSERT INTO {sql.quote(sql.BYPASS_TABLE)} "
-        "(created_at, table_name, operation, row_count, reason, context_id) "
-        f"VALUES (now(), %s, 'PRUNE', %s, %s, {sql.CONTEXT_FUNCTION}())",
-        [table, count, reason],
+    """Delete the rows before ``before`` left after the whole partitions went (a dry
+    run counts every row before it)."""
+    table = event_model._meta.db_table
+    if dry_run:
+        cursor.execute(rsql.count_before_sql(table), [before])
+        return int(cursor.fetchone()[0])
+    where = f"{sql.quote(sql.CREATED_AT)} < %s"
+    deleter = BatchDeleter(cursor, table, protection_of(event_model))
+    if deleter.protected:
+        how = "skipping" if deleter.skip else "disabling (with short lock waits)"
+        log(f"{event_model._meta.label}: {how} append-only protection batch by batch")
+    return deleter.run(
+        lambda size: rsql.delete_batch_sql(table, sql.EVENT_ID, where, size),
+        lambda after: [before, before, after],
+        batch_size,
+        recorder,
     )
 
 
@@ -106,62 +106,45 @@ def prune(
     *,
     models: Sequence[type[models.Model]] | None = None,
     dry_run: bool = False,
+    archive: bool = False,
     batch_size: int = 10_000,
     using: str = "default",
-    log: Callable[[str], None] = lambda message: None,
-) -> dict[str, int]:
-    """Delete events written before ``before``; return the count per event table.
+    log: Log = lambda message: None,
+    say: Log | None = None,
+) -> PruneCounts:
+    """Remove events written before ``before``; return the count per event model.
 
-    ``models`` limits it to these tracked models. With ``dry_run`` nothing is deleted
-    and the counts say what would be.
+    ``models`` limits it to these tracked models. Partitions that lie wholly before the
+    date are dropped whole, or with ``archive`` detached and kept (``counts.archived``).
+    With ``dry_run`` nothing changes and the counts say what would be removed. ``log``
+    gets details, ``say`` (default: ``log``) each partition removed.
     """
-    chosen = event_models() if models is None else [m.audit_event_model for m in models]
-    reason = f"prune before {before.isoformat()}"
-    if current_context():
-        reason += f" ({', '.join(f'{k}={v}' for k, v in sorted(current_context().items()))})"
-    counts: dict[str, int] = {}
+    say = say or log
+    chosen = event_models() if models is None else [event_model_of(m) for m in models]
+    reason = _reason(before)
+    counts = PruneCounts()
     with (
         prune_records(using, reason) if not dry_run else contextlib.nullcontext() as recorder,
         connections[using].cursor() as cursor,
     ):
         for event_model in chosen:
-            table = event_model._meta.db_table
+            label, table = event_model._meta.label, event_model._meta.db_table
+            whole = _whole_partitions(
+                table, label, before, archive=archive, dry_run=dry_run, reason=reason,
+                recorder=recorder, using=using, counts=counts, say=say,
+            )  # fmt: skip
+            rest = _remainder(
+                cursor, event_model, before, dry_run=dry_run, batch_size=batch_size,
+                recorder=recorder, log=log,
+            )  # fmt: skip
             if dry_run:
-                cursor.execute(
-                    f"SELECT count(*) FROM {sql.quote(table)} WHERE audit_created_at < %s", [before]
-                )
-                counts[event_model._meta.label] = cursor.fetchone()[0]
-                continue
-            protected = _protection(event_model)
-            if protected:
-                log(f"{event_model._meta.label}: lifting append-only protection batch by batch")
-            count = _delete_batches(
-                cursor, table, protected, "audit_created_at < %s", [before], batch_size, recorder
-            )
-            counts[event_model._meta.label] = count
-            if count:
-                _record(cursor, table, count, reason)
-            log(f"{event_model._meta.label}: {count} event(s) deleted")
+                rest -= whole  # the count before the date included the whole partitions
+            elif rest:
+                partition_retention.record(cursor, table, rest, f"{reason}: deleted in batches")
+            counts[label] = whole + rest
+            log(f"{label}: {rest} event(s) deleted in batches")
         if not dry_run and models is None:
-            # Contexts no remaining event (or bypass record) points at.
-            unreferenced = " AND ".join(
-                f"NOT EXISTS (SELECT 1 FROM {sql.quote(m._meta.db_table)} AS e "
-                f"WHERE e.audit_context_id = {sql.quote(sql.CONTEXT_TABLE)}.id)"
-                for m in [*event_models()]
-            )
-            bypass = (
-                f"NOT EXISTS (SELECT 1 FROM {sql.quote(sql.BYPASS_TABLE)} AS b "
-                f"WHERE b.context_id = {sql.quote(sql.CONTEXT_TABLE)}.id)"
-            )
-            where = " AND ".join(filter(None, ["created_at < %s", unreferenced, bypass]))
-            immutable = [
-                t.get_pgid(m)
-                for m, t in pgtrigger.registered()
-                if m._meta.db_table == sql.CONTEXT_TABLE and isinstance(t, AppendOnly)
-            ]
-            count = _delete_batches(
-                cursor, sql.CONTEXT_TABLE, immutable, where, [before], batch_size
-            )
+            count = delete_unreferenced(cursor, before, batch_size)
             counts["audit_app.Context"] = count
             log(f"audit_app.Context: {count} unreferenced context(s) deleted")
     return counts

@@ -407,6 +407,10 @@ def seal(
 # -- prune records ------------------------------------------------------------------------------
 
 
+# A prune record's id runs stay a bounded JSON value: more runs take more records.
+PRUNE_RECORD_RUNS = 10_000
+
+
 class PruneRecorder:
     """Appends an authenticated prune record for each batch of events a prune deletes."""
 
@@ -416,14 +420,19 @@ class PruneRecorder:
 
     def __call__(self, cursor: Any, table: str, ids: Sequence[int]) -> None:
         """Record that ``ids`` of ``table`` were pruned (in the deleting transaction)."""
-        if not ids:
-            return
-        runs = chain.runs_of(sorted(ids))
-        append(
-            cursor, self.signer, kind=Seal.PRUNE, table_name=table, first_id=runs[0][0],
-            last_id=runs[-1][1], row_count=len(ids), details={"ids": runs, "reason": self.reason},
-            root=chain.chunk_hash(runs, b""),
-        )  # fmt: skip
+        if ids:
+            self.record_runs(cursor, table, chain.runs_of(sorted(ids)))
+
+    def record_runs(self, cursor: Any, table: str, runs: chain.Runs) -> None:
+        """Record that the ids of ``runs`` (sorted, distinct) of ``table`` were pruned,
+        in records of at most ``PRUNE_RECORD_RUNS`` runs."""
+        for start in range(0, len(runs), PRUNE_RECORD_RUNS):
+            part = runs[start : start + PRUNE_RECORD_RUNS]
+            append(
+                cursor, self.signer, kind=Seal.PRUNE, table_name=table, first_id=part[0][0],
+                last_id=part[-1][1], row_count=chain.count_of(part),
+                details={"ids": part, "reason": self.reason}, root=chain.chunk_hash(part, b""),
+            )  # fmt: skip
 
 
 def sealing_in_use(using: str = "default") -> bool:

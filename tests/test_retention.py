@@ -142,3 +142,95 @@ def test_prune_does_not_wait_for_writers_of_the_table():
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM trackapp_widgetevent")
+
+
+PRUNER = "audit_test_pruner"
+
+
+@pytest.fixture
+def owner_without_replication_role():
+    """A role that may alter the tables (it has their owner's privileges) but may not
+    set session_replication_role: prune must disable the protection trigger. Yields a
+    context manager giving the current thread a connection as that role."""
+    import functools
+
+    from tests.reliability.conftest import database_alias
+
+    owner = connection.settings_dict["USER"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP ROLE IF EXISTS {PRUNER}")
+        cursor.execute(f"CREATE ROLE {PRUNER} LOGIN NOSUPERUSER IN ROLE {owner}")
+    try:
+        yield functools.partial(database_alias, "pruner", USER=PRUNER, PASSWORD="")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                [PRUNER],
+            )
+            cursor.execute(f"DROP ROLE {PRUNER}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_without_the_replication_role_holds_writers_up_only_briefly(
+    owner_without_replication_role,
+):
+    """A long open transaction writes the table: disabling the trigger must wait for
+    it, but its lock request gives way every 200 ms, so other writers go on."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from audit_app.batch_delete import may_skip_triggers
+
+    with owner_without_replication_role() as pruner_connection, pruner_connection.cursor() as c:
+        assert not may_skip_triggers(c)
+    Widget.objects.bulk_create([Widget(name=str(i)) for i in range(30)])
+    age_events("trackapp_widgetevent", 40)
+    started, release = threading.Event(), threading.Event()
+
+    def long_writer():
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    "INSERT INTO trackapp_widget (name, size, data, secret_token) "
+                    "VALUES ('held', 0, '{}', '')"
+                )
+                started.set()
+                release.wait(30)
+                cursor.execute("COMMIT")
+        finally:
+            other.close()
+
+    outcome = []
+
+    def pruner():
+        with owner_without_replication_role():
+            cutoff = timezone.now() - datetime.timedelta(days=1)
+            outcome.append(prune(cutoff, models=[Widget], batch_size=7, using="pruner"))
+
+    holder = threading.Thread(target=long_writer)
+    holder.start()
+    assert started.wait(10)
+    pruning = threading.Thread(target=pruner)
+    pruning.start()
+    latencies = []
+    for i in range(10):
+        began = time.monotonic()
+        Widget.objects.create(name=f"during {i}")
+        latencies.append(time.monotonic() - began)
+        time.sleep(0.05)
+    assert pruning.is_alive()  # still waiting for the long transaction
+    release.set()
+    holder.join(30)
+    pruning.join(30)
+    assert outcome == [{"trackapp.WidgetEvent": 30}]
+    # Without the short lock waits each would wait for the long transaction to end.
+    assert max(latencies) < 0.5, latencies
+    assert Widget.audit_event_model.objects.count() == 10 + 1
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM trackapp_widgetevent")

@@ -130,6 +130,11 @@ class Command(BaseCommand):
         prune.add_argument("--before", required=True, type=_date, help="YYYY-MM-DD[THH:MM]")
         prune.add_argument("--model", action="append", default=[], metavar="app_label.Model")
         prune.add_argument("--dry-run", action="store_true")
+        prune.add_argument(
+            "--archive",
+            action="store_true",
+            help="detach whole partitions before the date and keep them to dump, not drop them",
+        )
         prune.add_argument("--batch-size", type=int, default=10_000)
         _add_integrity_parsers(sub)
         partition_commands.add_parsers(sub)
@@ -239,6 +244,8 @@ class Command(BaseCommand):
                 f"--before {before:%Y-%m-%d %H:%M} is in the future: that would prune events "
                 "not written yet. Give a date in the past."
             )
+        if options["batch_size"] < 1:
+            raise CommandError(f"--batch-size must be 1 or more, not {options['batch_size']}.")
         self.stdout.write(
             "audit prune is the sanctioned way past append-only protection; it is recorded "
             "in audit_app_bypass."
@@ -252,14 +259,30 @@ class Command(BaseCommand):
             before,
             models=models,
             dry_run=options["dry_run"],
+            archive=options["archive"],
             batch_size=options["batch_size"],
             using=database,
             log=self.stdout.write if options["verbosity"] > 1 else (lambda message: None),
+            say=self.stdout.write,
         )
         for label, count in counts.items():
             self.stdout.write(f"{label}: {_pruned(count, dry_run=options['dry_run'])}")
         total = sum(counts.values())
         self.stdout.write(self.style.SUCCESS(_pruned(total, dry_run=options["dry_run"])))
+        if counts.archived:
+            self._archive_steps(database, counts.archived)
+
+    def _archive_steps(self, database: str, tables: list[str]) -> None:
+        """What the operator does with the tables a prune --archive detached."""
+        name = connections[database].settings_dict["NAME"]
+        self.stdout.write(
+            "Detached for archiving (they refuse changes; their context rows stay until they "
+            "are dropped). Dump each, keep the dump in cold storage, then drop it:"
+        )
+        for table in tables:
+            self.stdout.write(f"  pg_dump --format=custom -t {table} --file={table}.dump {name}")
+        for table in tables:
+            self.stdout.write(f"  psql {name} -c 'DROP TABLE {table}'")
 
     def handle_erase(
         self, *, database: str, model: str, field: str, reason: str, dry_run: bool, **options: Any
