@@ -147,7 +147,7 @@ def test_strays_are_reported_and_moved_into_partitions_of_their_own(capsys):
     assert [(w.id, w.msg) for w in check_partitions()] == [
         ("audit_app.W012", f"{found[0]} (database 'default').")
     ]
-    with pytest.raises(CommandError, match="1 problem.*audit partitions"):
+    with pytest.raises(CommandError, match=r"1 problem.*audit partitions"):
         call_command("audit", "status")
     assert f"PROBLEM: {found[0]}" in capsys.readouterr().out
     before = all_rows(TABLE)
