@@ -61,6 +61,13 @@ class HistoryKeepingAutodetector:
                 self, app_label, operations, events, renames
             )
         super()._sort_migrations()
+        for app_label, operations in self.generated_operations.items():
+            # Partitioning comes last (nothing depends on it): the table is converted with
+            # its indexes and triggers in place, and its partitions refuse changes only
+            # if its append-only trigger exists by then.
+            self.generated_operations[app_label] = sorted(
+                operations, key=lambda op: isinstance(op, PartitionEventTable)
+            )
 
     def _build_migration_list(self, graph: Any = None) -> None:
         super()._build_migration_list(graph)
@@ -189,7 +196,14 @@ def _partition_of(
     a change of ``track(partition=...)`` becomes ``PartitionEventTable``."""
     if isinstance(op, django_ops.CreateModel) and (app_label, op.name_lower) in events:
         interval = _interval(op.options.get("db_table_comment"))
-        return [op, PartitionEventTable(op.name, interval)] if interval else None
+        if not interval:
+            return None
+        partition = PartitionEventTable(op.name, interval)
+        create = OperationDependency(
+            app_label, op.name_lower, None, OperationDependency.Type.CREATE
+        )
+        partition._auto_deps = [create]
+        return [op, partition]
     key = (app_label, getattr(op, "name_lower", None))
     if not isinstance(op, django_ops.AlterModelTableComment) or key not in events:
         return None

@@ -509,6 +509,16 @@ class PartitionEventTable(AlterModelTableComment):
             partitioning.convert(table, self.interval, using=using, concurrently=False)
         super().database_forwards(app_label, schema_editor, from_state, to_state)
 
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        earlier = to_state.apps.get_model(app_label, self.name)._meta.db_table_comment
+        if not (earlier or "").startswith(psql.COMMENT_PREFIX):
+            # Back to "plain": the table stays partitioned, and its comment keeps naming
+            # the interval its partitions are made by (``partitioning.interval_of``).
+            return
+        super().database_backwards(app_label, schema_editor, from_state, to_state)
+
     def describe(self) -> str:
         if self.interval is None:
             return f"Stop partitioning new events of {self.name} by a declared interval"
@@ -525,12 +535,25 @@ def _refuse_big_conversion(schema_editor: Any, table: str, interval: str) -> Non
             "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", [sql.quote(table)]
         )
         estimate = int(cursor.fetchone()[0])
+        if estimate <= CONVERT_IN_MIGRATION:
+            # Statistics lag behind a bulk load (-1: never analyzed): count, up to the
+            # limit, which reads at most that many rows.
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT FROM {sql.quote(table)} "
+                f"LIMIT {CONVERT_IN_MIGRATION + 1}) AS bounded"
+            )
+            estimate = cursor.fetchone()[0]
     if estimate > CONVERT_IN_MIGRATION:
         labels = [
             m._meta.label for m in tracked_models() if m.audit_event_model._meta.db_table == table
         ]
+        amount = (
+            f"about {estimate:,}"
+            if estimate > CONVERT_IN_MIGRATION + 1
+            else f"more than {CONVERT_IN_MIGRATION:,}"
+        )
         raise PartitionError(
-            f"{table} holds about {estimate:,} events: converting it inside a migration would "
+            f"{table} holds {amount} events: converting it inside a migration would "
             f"hold up its writers. Run `manage.py audit partition "
             f"{labels[0] if labels else '<app_label.Model>'} --by {interval}` first (it "
             "converts without stopping them), then migrate again."

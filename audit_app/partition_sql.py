@@ -213,6 +213,10 @@ def range_check_name(table: str) -> str:
     return _fit(table, "_audit_range")
 
 
+def drop_range_check_sql(table: str) -> str:
+    return f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {quote(range_check_name(table))}"
+
+
 def prepare_conversion_sql(
     table: str, upper: datetime.datetime, *, concurrently: bool
 ) -> list[str]:
@@ -226,8 +230,7 @@ def prepare_conversion_sql(
     check, key = quote(range_check_name(table)), quote(key_index_name(table))
     concurrent = " CONCURRENTLY" if concurrently else ""
     return [
-        f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {check}",
-        f"ALTER TABLE {quote(table)} ADD CONSTRAINT {check} "
+        f"{drop_range_check_sql(table)}, ADD CONSTRAINT {check} "
         f"CHECK ({within(None, upper)}) NOT VALID",
         f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {check}",
         f"DROP INDEX{concurrent} IF EXISTS {key}",

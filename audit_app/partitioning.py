@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import OperationalError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from audit_app import partition_sql as psql
@@ -295,6 +295,32 @@ def _catalog(cursor: Any, table: str) -> dict[str, Any]:
     }
 
 
+def _prepare(
+    table: str, upper: datetime.datetime, *, using: str, concurrently: bool, log: Log
+) -> None:
+    """Check and index ``table`` for the switch (``psql.prepare_conversion_sql``); a
+    PartitionError, and the table as it was, if an event is dated ``upper`` or later."""
+    connection = connections[using]
+    check, validate, *indexing = psql.prepare_conversion_sql(
+        table, upper, concurrently=concurrently
+    )
+    run_with_short_locks(using, [check], log)
+    try:
+        # A savepoint inside a transaction, a transaction of its own outside one.
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(validate)
+    except IntegrityError as exc:
+        run_with_short_locks(using, [psql.drop_range_check_sql(table)], log)
+        raise PartitionError(
+            f"{table} holds events dated {upper:%Y-%m-%d} or later, which the partition of "
+            "its history cannot hold; check the database server's clock and those events "
+            f"(SELECT * FROM {table} WHERE {sql.CREATED_AT} >= {sql.literal(upper.isoformat())})."
+        ) from exc
+    for statement in indexing:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+
 def convert(
     table: str,
     interval: str,
@@ -319,16 +345,14 @@ def convert(
             f"{table} is already partitioned (by {interval_of(table, using)}); "
             "manage.py audit partitions keeps it ready."
         )
+    # CONCURRENTLY cannot run in a transaction (a migration's, a caller's atomic block):
+    # there the index is built in it, and the table's writers wait for it anyway.
+    concurrently = concurrently and not connection.in_atomic_block
     with connection.cursor() as cursor:
         cursor.execute(psql.GUARD_FUNCTION_SQL)
     upper = conversion_boundary(now or timezone.now(), interval)
     log(f"{table}: checking that every event is before {upper:%Y-%m-%d}")
-    for statement in psql.prepare_conversion_sql(table, upper, concurrently=concurrently):
-        if statement.startswith("ALTER TABLE") and "ADD CONSTRAINT" in statement:
-            run_with_short_locks(using, [statement], log)
-            continue
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
+    _prepare(table, upper, using=using, concurrently=concurrently, log=log)
     past = psql.past_partition_name(table, upper)
     with connection.cursor() as cursor:
         guarded = _guarded(cursor, table)

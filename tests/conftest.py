@@ -105,3 +105,27 @@ def replica(standby_server):
         yield standby
     finally:
         standby.resume_replay()
+
+
+@pytest.fixture
+def partitioned_models():
+    """The models whose event tables ``layout`` partitions; a module may narrow it.
+
+    The shop's orders are partitioned by their declaration (shop migration 0006).
+    """
+    from shop.models import Customer, DigitalProduct, Product
+    from tests.trackapp.models import Invoice, RowWidget, Widget
+
+    return [Widget, RowWidget, Invoice, Customer, Product, DigitalProduct]
+
+
+@pytest.fixture(params=["plain", "partitioned"])
+def layout(request, db, partitioned_models):
+    """Run the test on plain event tables, then on the same tables partitioned by month
+    (converted inside the test's transaction, which rolls back)."""
+    from tests.partition_helpers import partition
+
+    if request.param == "partitioned":
+        assert "transactional_db" not in request.fixturenames, "a conversion would outlive it"
+        partition(*partitioned_models)
+    return request.param

@@ -180,6 +180,7 @@ def test_revert_requires_csrf(editor, order):
     assert client.post(url, {"confirm": "yes"}).status_code == 403
 
 
+@pytest.mark.usefixtures("layout")
 def test_deleted_list_and_restore(client, editor):
     with audit_app.context(user=editor.pk, username="editor"):
         product = Product.objects.create(sku="gone-1", name="Gone", price=3)

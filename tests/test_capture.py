@@ -13,6 +13,11 @@ pytestmark = pytest.mark.django_db
 LEVELS = [Widget, RowWidget]
 
 
+@pytest.fixture
+def partitioned_models():
+    return LEVELS
+
+
 def events(model, **filters):
     return list(model.audit_event_model.objects.filter(**filters).order_by("audit_id"))
 
@@ -22,6 +27,7 @@ def labels(model, **filters):
 
 
 @pytest.mark.parametrize("model", LEVELS)
+@pytest.mark.usefixtures("layout")
 class TestOrmPaths:
     def test_create_records_the_new_row(self, model):
         w = model.objects.create(name="a", size=3)

@@ -15,6 +15,11 @@ from tests.trackapp.models import RowWidget, Widget
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def partitioned_models():
+    return [Widget, RowWidget]
+
+
 def contexts(model=Widget):
     return [
         e.audit_context.metadata if e.audit_context else None
@@ -25,6 +30,7 @@ def contexts(model=Widget):
 
 
 @pytest.mark.parametrize("model", [Widget, RowWidget])
+@pytest.mark.usefixtures("layout")
 def test_events_inside_a_context_carry_it(model):
     model.objects.create(name="outside")
     with audit_app.context(user=None, reason="import", batch=42):
@@ -204,6 +210,7 @@ def test_quotes_and_backslashes_survive():
 
 
 @pytest.mark.parametrize("model", [Widget, RowWidget])
+@pytest.mark.usefixtures("layout")
 def test_every_event_carries_the_contexts_user(model, django_user_model):
     user = django_user_model.objects.create_user("carol")
     model.objects.create(name="nobody")

@@ -29,7 +29,7 @@ HOSTILE = [
 
 
 @pytest.fixture
-def events(django_user_model):
+def events(django_user_model, layout):
     user = django_user_model.objects.create_user("=cmd|' /C calc'!A0")
     with audit_app.context(user=user.pk, username=user.username, request_id="req-9", url="/x?a=1"):
         customer = Customer.objects.create(
@@ -130,7 +130,7 @@ def test_object_keys_and_custom_labels_are_guarded():
 
 
 @pytest.fixture
-def history():
+def history(layout):
     """Versions of several models: JSON with nulls, decimals, text to escape, times,
     foreign keys, masked fields, UUID keys, concrete inheritance, a delete and a
     snapshot that changes nothing."""

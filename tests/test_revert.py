@@ -82,6 +82,7 @@ def test_restore_a_deleted_object_with_its_primary_key(editor):
     assert AuditEvent.objects.tracks(Order(pk=pk)).first().action == "restored"
 
 
+@pytest.mark.usefixtures("layout")
 def test_restore_a_concrete_inheritance_child():
     d = DigitalProduct.objects.create(
         sku="d1", name="Ebook", price="3.00", download_url="https://x.org/a"
@@ -167,6 +168,7 @@ def test_nothing_to_revert():
         versions(order)[0].revert()
 
 
+@pytest.mark.usefixtures("layout")
 def test_masked_fields_are_kept_and_reported_as_skipped():
     c = Customer.objects.create(name="a", email="m@example.org", api_token="secret-1")
     c.name, c.api_token = "b", "secret-2"
@@ -191,6 +193,7 @@ def test_preview_writes_nothing_and_shows_the_change():
     assert AuditEvent.objects.tracks(order).count() == count
 
 
+@pytest.mark.usefixtures("layout")
 def test_field_subset_model_reverts_tracked_fields_only():
     inv = Invoice.objects.create(status="draft", amount=1, comment="c1")
     inv.status, inv.comment = "sent", "c2"

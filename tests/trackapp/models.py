@@ -128,3 +128,14 @@ class BasketSticker(models.Model):
     basket = models.ForeignKey(Basket, on_delete=models.CASCADE)
     label = models.ForeignKey(Label, on_delete=models.CASCADE)
     corner = models.CharField(max_length=10, default="top")
+
+
+@audit_app.track()
+class Reading(models.Model):
+    """Written by many writers while its history becomes a partitioned table
+    (tests/test_partition_conversion.py converts it outside a test's transaction and
+    makes it plain again: no other test may use it)."""
+
+    meter = models.CharField(max_length=20)
+    value = models.IntegerField(default=0)
+    note = models.TextField(blank=True)
