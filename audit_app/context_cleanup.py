@@ -8,6 +8,10 @@ events left that point at such rows are few (a request that spanned the date). P
 id space, the ids of those rows lie in one range; one index range scan per referring
 table collects the ids in it still referenced, and the rest of the range made before
 the date goes, batch by batch. No event table is probed per context row.
+
+Only rows made a day or more ago go: a transaction still writing with a context row
+(it reuses the row's id without reading it again) must not lose it between the scan
+and the delete, and no transaction of a frame lives that long.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from django.utils import timezone
+
 from audit_app import retention_sql as rsql
 from audit_app import sql
 from audit_app.batch_delete import BatchDeleter, protection
+
+# Context rows younger than this stay, whatever the prune's date.
+GRACE = datetime.timedelta(days=1)
 
 
 def referring_tables(cursor: Any) -> list[tuple[str, str]]:
@@ -44,6 +53,7 @@ def referenced(cursor: Any, ranges: list[tuple[int, int]]) -> list[int]:
 def delete_unreferenced(cursor: Any, before: datetime.datetime, batch_size: int) -> int:
     """Delete the context rows made before ``before`` that nothing points at; return
     how many went."""
+    before = min(before, timezone.now() - GRACE)
     ranges = candidate_ranges(cursor, before)
     if not ranges:
         return 0

@@ -382,6 +382,25 @@ def test_context_rows_still_referenced_stay_and_the_rest_go():
 
 
 @pytest.mark.django_db
+def test_context_rows_made_within_a_day_stay_whatever_the_date():
+    """A transaction may still be writing with a fresh context row: only rows a day
+    old go, even when every event pointing at it is pruned."""
+    t = Timeline()
+    monthly_layout()
+    old = orders(2, group="backdated events, fresh context")
+    as_owner(
+        f"UPDATE {EVENTS} SET audit_created_at = %s WHERE audit_id = ANY(%s)", params=[t.old, old]
+    )
+    fresh = Context.objects.get(metadata__group="backdated events, fresh context").pk
+    partitioning.ensure_partitions(EVENTS)
+
+    prune(t.cutoff)
+
+    assert not set(old) & event_ids()
+    assert Context.objects.filter(pk=fresh).exists()
+
+
+@pytest.mark.django_db
 def test_context_references_are_read_by_index_ranges_not_per_context():
     t = Timeline()
     scenario(t)
