@@ -383,21 +383,17 @@ def test_context_rows_still_referenced_stay_and_the_rest_go():
 
 @pytest.mark.django_db
 def test_context_rows_made_within_a_day_stay_whatever_the_date():
-    """A transaction may still be writing with a fresh context row: only rows a day
-    old go, even when every event pointing at it is pruned."""
-    t = Timeline()
-    monthly_layout()
-    old = orders(2, group="backdated events, fresh context")
-    as_owner(
-        f"UPDATE {EVENTS} SET audit_created_at = %s WHERE audit_id = ANY(%s)", params=[t.old, old]
-    )
-    fresh = Context.objects.get(metadata__group="backdated events, fresh context").pk
-    partitioning.ensure_partitions(EVENTS)
+    """A transaction of a request may still be writing with a context row made two
+    hours ago: a prune up to an hour ago deletes those events, not that row."""
+    two_hours_ago = timezone.now() - datetime.timedelta(hours=2)
+    recent = orders(2, group="recent")
+    move(recent, two_hours_ago)
+    context = Context.objects.get(metadata__group="recent").pk
 
-    prune(t.cutoff)
+    prune(timezone.now() - datetime.timedelta(hours=1))
 
-    assert not set(old) & event_ids()
-    assert Context.objects.filter(pk=fresh).exists()
+    assert not set(recent) & event_ids()
+    assert Context.objects.filter(pk=context).exists()
 
 
 @pytest.mark.django_db
