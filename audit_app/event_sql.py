@@ -135,13 +135,55 @@ def previous_event_sql(
     event_model: type[models.Model], select: str, *, alias: str = "p", of: str = "e"
 ) -> str:
     """Scalar subquery: ``select`` over the same object's event before the event ``of``
-    (NULL for an object's first event)."""
+    (NULL for an object's first event).
+
+    On an event table declared partitioned (``audit_partition``) the lookup goes back
+    one step at a time (see ``_stepwise_previous_sql``).
+    """
     pk = sql.quote(event_model.audit_spec.pk_column)
     before = f"{_position(alias)} < {_position(of)}"
+    interval = getattr(event_model, "audit_partition", None)
+    if interval:
+        return _stepwise_previous_sql(event_model, select, alias, of, interval)
     subquery = newest_event_sql(
         event_model, select, alias=alias, obj=f"{of}.{pk}", condition=before
     )
     return f"({subquery})"
+
+
+def _stepwise_previous_sql(
+    event_model: type[models.Model], select: str, alias: str, of: str, interval: str
+) -> str:
+    """The previous event looked for in the event's own interval, then the one before,
+    then everything older, and no further once found.
+
+    In one step, PostgreSQL opens the object index of every partition that may hold an
+    earlier event (a merge of them all, newest first) before it returns one row: the
+    cost of each lookup would grow with the number of partitions. Each step bounds the
+    time with plain comparisons, so the partitions outside it are pruned when the step
+    runs; an Append of the steps under ``LIMIT 1`` stops at the first that finds one.
+    The steps do not overlap and go back in time, so the row is the one a single
+    newest-first lookup returns.
+    """
+    pk = sql.quote(event_model.audit_spec.pk_column)
+    time = f"{of}.{sql.CREATED_AT}"
+    start = f"date_trunc({sql.literal(interval)}, {time}, 'UTC')"
+    earlier = f"({start} - interval {sql.literal('1 ' + interval)})"
+    column = f"{alias}.{sql.CREATED_AT}"
+    steps = (
+        f"{column} >= {start} AND {column} <= {time} AND {_position(alias)} < {_position(of)}",
+        f"{column} >= {earlier} AND {column} < {start}",
+        f"{column} < {earlier}",
+    )
+    union = " UNION ALL ".join(
+        "("
+        + newest_event_sql(
+            event_model, f"{select} AS found", alias=alias, obj=f"{of}.{pk}", condition=step
+        )
+        + ")"
+        for step in steps
+    )
+    return f"(SELECT steps.found FROM ({union}) AS steps LIMIT 1)"
 
 
 def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:
