@@ -39,16 +39,27 @@ def action_of(label: str, metadata: dict[str, Any]) -> str:
 
 
 def previous_data(
-    event_model: type[models.Model], event_ids: Sequence[int], using: str = "default"
+    event_model: type[models.Model],
+    event_ids: Sequence[int],
+    using: str = "default",
+    times: Sequence[Any] = (),
 ) -> dict[int, dict[str, Any] | None]:
-    """For each event id, the data of the same object's previous event (any label)."""
+    """For each event id, the data of the same object's previous event (any label).
+
+    ``times``, the events' times when known, only narrow where the events are looked
+    up: on a partitioned event table, to the partitions that hold them.
+    """
     table = sql.quote(event_model.audit_spec.event_table)
     statement = (
         f"SELECT cur.audit_id, {previous_sql(event_model, 'cur')} "
         f"FROM {table} AS cur WHERE cur.audit_id = ANY(%s)"
     )
+    params: list[Any] = [list(event_ids)]
+    if times:
+        statement += f" AND cur.{sql.CREATED_AT} = ANY(%s)"
+        params.append(list(times))
     with connections[using].cursor() as cursor:
-        cursor.execute(statement, [list(event_ids)])
+        cursor.execute(statement, params)
         return {event_id: load_json(data) for event_id, data in cursor.fetchall()}
 
 
@@ -70,7 +81,9 @@ def attach_diffs(events: Sequence[Any], using: str = "default") -> None:
         by_model[event.event_model].append(event)
     for label, group in by_model.items():
         event_model = apps.get_model(label)
-        previous = previous_data(event_model, [e.event_id for e in group], using)
+        previous = previous_data(
+            event_model, [e.event_id for e in group], using, [e.created_at for e in group]
+        )
         masked = masked_names(event_model)
         for event in group:
             diff = raw_diff(previous.get(event.event_id), event.raw_data)

@@ -15,7 +15,9 @@ from typing import Any
 
 from django.apps import apps
 from django.db import models
+from django.utils import timezone
 
+from audit_app import partition_sql as psql
 from audit_app import sql
 from audit_app.column_history import field_values
 from audit_app.registry import event_models
@@ -135,13 +137,57 @@ def previous_event_sql(
     event_model: type[models.Model], select: str, *, alias: str = "p", of: str = "e"
 ) -> str:
     """Scalar subquery: ``select`` over the same object's event before the event ``of``
-    (NULL for an object's first event)."""
+    (NULL for an object's first event).
+
+    On an event table declared partitioned (``audit_partition``) the lookup reads the
+    partitions newest first and stops at the first that has one (see
+    ``_partitioned_previous_sql``).
+    """
     pk = sql.quote(event_model.audit_spec.pk_column)
     before = f"{_position(alias)} < {_position(of)}"
+    interval = getattr(event_model, "audit_partition", None)
+    if interval:
+        return _partitioned_previous_sql(event_model, select, alias, of, interval)
     subquery = newest_event_sql(
         event_model, select, alias=alias, obj=f"{of}.{pk}", condition=before
     )
     return f"({subquery})"
+
+
+def _partitioned_previous_sql(
+    event_model: type[models.Model], select: str, alias: str, of: str, interval: str
+) -> str:
+    """The previous event, read from one partition after another, newest first.
+
+    Bounded by the event's own time only, PostgreSQL keeps the default partition in
+    the plan (any time may be in it), so it merges the object index of every earlier
+    partition and opens each of them before it returns one row: each lookup would cost
+    as much as there are partitions. Below a constant bound that the partitions cover
+    (the start of the next interval: partitions are made ahead), the default partition
+    is pruned when the statement is planned and the partitions are read in order, so
+    the lookup stops at the first one holding an earlier event. Events at or after the
+    bound (clock skew, a partition missing) come first, from their own step. The steps
+    do not overlap and go back in time: the row is the one a single lookup returns.
+    """
+    pk = sql.quote(event_model.audit_spec.pk_column)
+    bound = psql.step(psql.floor(timezone.now(), interval), interval)
+    column = f"{alias}.{sql.CREATED_AT}"
+    earlier = f"{column} <= {of}.{sql.CREATED_AT} AND {_position(alias)} < {_position(of)}"
+    limit = f"{sql.literal(bound.isoformat())}::timestamptz"
+    # The first step runs only for an event at or after the bound (a one-time filter).
+    steps = (
+        f"{of}.{sql.CREATED_AT} >= {limit} AND {column} >= {limit} AND {earlier}",
+        f"{column} < {limit} AND {earlier}",
+    )
+    union = " UNION ALL ".join(
+        "("
+        + newest_event_sql(
+            event_model, f"{select} AS found", alias=alias, obj=f"{of}.{pk}", condition=step
+        )
+        + ")"
+        for step in steps
+    )
+    return f"(SELECT steps.found FROM ({union}) AS steps LIMIT 1)"
 
 
 def previous_sql(event_model: type[models.Model], alias: str = "e") -> str:

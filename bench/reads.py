@@ -701,8 +701,8 @@ def report(data: dict[str, Any], sizes: dict) -> None:
 def write_explains(path: Path, data: dict[str, Any]) -> None:
     parts = []
     for phase, measured in data["phases"].items():
-        for key in ("history-reads", "admin-pages", "changeset-timeline"):
-            for name, info in measured.get("explains", {}).get(key, {}).items():
+        for explains in measured.get("explains", {}).values():
+            for name, info in explains.items():
                 if "plan" not in info:
                     continue
                 statements = "\n".join(info["statements"])
@@ -759,15 +759,26 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_phases(sizes: dict, wanted: set[str], data: dict[str, Any]) -> None:
-    """Seed the small database, measure; grow it to the big one, measure again."""
-    seeder = Seeder(sizes["events"], sizes["heavy"])
+def run_phases(
+    sizes: dict,
+    wanted: set[str],
+    data: dict[str, Any],
+    seeder: Seeder | None = None,
+    scenarios: dict[str, Callable[[Seeder, dict, Cases], None]] | None = None,
+    disk: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Seed the small database, measure; grow it to the big one, measure again.
+
+    ``seeder``, ``scenarios`` and ``disk`` default to this script's; the partitioned
+    variant (``bench/reads_partitioned.py``) passes its own.
+    """
+    seeder = seeder or Seeder(sizes["events"], sizes["heavy"])
     for phase, target in (("small", sizes["small"]), ("big", sizes["events"])):
         log(f"seeding to {target:,} events")
         seed = seeder.grow(target)
         log(f"seeded: {seed}")
         measured: dict[str, Any] = {"seed": seed, "explains": {}}
-        for name, scenario in PHASE_SCENARIOS.items():
+        for name, scenario in (scenarios or PHASE_SCENARIOS).items():
             if name in wanted:
                 machine.wait_for_quiet()
                 cases = Cases(phase, sizes["runs"], {}, {})
@@ -776,7 +787,7 @@ def run_phases(sizes: dict, wanted: set[str], data: dict[str, Any]) -> None:
         measured["counts"] = phase_counts(seeder)
         data["phases"][phase] = measured
         if phase == "big" and "disk" in wanted:
-            data["disk"] = measure_disk()
+            data["disk"] = (disk or measure_disk)()
 
 
 def main() -> None:

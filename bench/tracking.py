@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/tracking.py            # the default scenarios, about 17 minutes
     .venv/bin/python bench/tracking.py --quick    # tiny sizes, a smoke run (~1 minute)
     .venv/bin/python bench/tracking.py --only update delete update-memory
+    .venv/bin/python bench/tracking.py --partition month   # event tables partitioned
 
 Method: every scenario runs its variants interleaved inside each round, rotating their
 order between rounds, and reports the median time and the median of per-round ratios
@@ -713,6 +714,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--rounds", type=int, help="override every scenario's round count")
+    parser.add_argument(
+        "--partition",
+        choices=("day", "week", "month"),
+        help="partition the event tables (and the floors' copies) by this interval",
+    )
     return parser.parse_args()
 
 
@@ -725,11 +731,15 @@ def main() -> None:
     if "update-memory" in wanted:
         sizes["source_rows"] = sizes["mem_rows"]
     started = time.perf_counter()
-    create_schema(sizes)
+    create_schema(sizes, partition=args.partition)
     machine.find_postmaster()
     facts = describe_environment()
     facts["update_trigger"] = describe_update_trigger()
-    print_environment("audit_app capture benchmark" + (" (--quick)" if args.quick else ""), facts)
+    facts["event_tables_partitioned_by"] = args.partition
+    title = "audit_app capture benchmark" + (" (--quick)" if args.quick else "")
+    if args.partition:
+        title += f", event tables partitioned by {args.partition}"
+    print_environment(title, facts)
     print(f"tracked model's UPDATE trigger: {facts['update_trigger']}")
     results: dict[str, Any] = {"sizes": sizes, "server": facts}
     for scenario in SCENARIOS:

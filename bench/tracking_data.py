@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db.models import F
 
 import audit_app
+from audit_app import partitioning
 from audit_app import sql as audit_sql
 from bench import machine
 from bench.benchapp.models import Customer, FollowedOrder, PlainOrder, RowOrder, TrackedOrder
@@ -51,19 +52,45 @@ def event_table(model: Any) -> str:
 # Schema
 
 
-def create_schema(sizes: dict) -> None:
-    """Tables, triggers, customers and the source rows every scenario loads from."""
+def partition_event_tables(interval: str) -> None:
+    """Partition every event table of the benchmark by ``interval`` (``--partition``),
+    as ``manage.py audit partition`` does: partitions for now and two intervals ahead,
+    and the default partition."""
+    for model in (Customer, TrackedOrder, RowOrder, FollowedOrder):
+        if not partitioning.interval_of(event_table(model)):
+            partitioning.convert(event_table(model), interval, concurrently=False)
+
+
+def copy_table(source: str, target: str) -> None:
+    """``target``: an empty copy of the event table ``source``, with its indexes, and
+    partitioned the same way when ``source`` is (the floors write the same rows to the
+    same kind of table)."""
+    execute(f"DROP TABLE IF EXISTS {target}")
+    parts = execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+        [source],
+    )
+    by = f" PARTITION BY RANGE ({audit_sql.CREATED_AT})" if parts else ""
+    execute(f"CREATE TABLE {target} (LIKE {source} INCLUDING ALL){by}")
+    for name, bound in parts:
+        partition = q(target + name.removeprefix(source))
+        execute(f"CREATE TABLE {partition} PARTITION OF {target} {bound}")
+
+
+def create_schema(sizes: dict, partition: str | None = None) -> None:
+    """Tables, triggers, customers and the source rows every scenario loads from;
+    ``partition`` partitions the event tables (and the floors' copies) by that interval."""
     log("schema: migrate --run-syncdb")
     call_command("migrate", "--run-syncdb", verbosity=0)
+    if partition:
+        log(f"schema: event tables partitioned by {partition}")
+        partition_event_tables(partition)
     # Fails loudly when the context function or a trigger is missing.
     call_command("audit", "status")
     plain, tracked_events = PlainOrder._meta.db_table, event_table(TrackedOrder)
-    execute(f"DROP TABLE IF EXISTS {FLOOR_EVENTS}")
-    execute(f"CREATE TABLE {FLOOR_EVENTS} (LIKE {tracked_events} INCLUDING ALL)")
-    execute(f"DROP TABLE IF EXISTS {FLOOR_FOLLOWED_EVENTS}")
-    execute(
-        f"CREATE TABLE {FLOOR_FOLLOWED_EVENTS} (LIKE {event_table(FollowedOrder)} INCLUDING ALL)"
-    )
+    copy_table(tracked_events, FLOOR_EVENTS)
+    copy_table(event_table(FollowedOrder), FLOOR_FOLLOWED_EVENTS)
 
     rows = max(sizes["rows"], sizes["disk_orders"], sizes.get("source_rows", 0))
     log(f"schema: {CUSTOMERS} customers, {rows} source orders")
