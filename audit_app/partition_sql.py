@@ -99,14 +99,6 @@ def past_partition_name(table: str, upper: datetime.datetime) -> str:
     return _fit(table, f"_upto{upper:%Y%m%d}")
 
 
-def first_partition_name(
-    table: str, lower: datetime.datetime | None, upper: datetime.datetime
-) -> str:
-    """The name of the partition a converted table becomes: everything before ``upper``
-    (its history), or from ``lower`` on when it held none."""
-    return partition_name(table, lower) if lower else past_partition_name(table, upper)
-
-
 def default_partition_name(table: str) -> str:
     return _fit(table, "_default")
 
@@ -226,15 +218,10 @@ def drop_range_check_sql(table: str) -> str:
 
 
 def prepare_conversion_sql(
-    table: str,
-    upper: datetime.datetime,
-    *,
-    concurrently: bool,
-    lower: datetime.datetime | None = None,
+    table: str, upper: datetime.datetime, *, concurrently: bool
 ) -> list[str]:
     """Steps before a table with history becomes the partition of everything before
-    ``upper`` (from ``lower`` on, for a table without history); none of them stops its
-    writers (each may run in its own transaction).
+    ``upper``; none of them stops its writers (each may run in its own transaction).
 
     A validated range constraint spares the attach its scan; a unique index on (id,
     time) becomes the partition's share of the partitioned table's primary key. A
@@ -244,7 +231,7 @@ def prepare_conversion_sql(
     concurrent = " CONCURRENTLY" if concurrently else ""
     return [
         f"{drop_range_check_sql(table)}, ADD CONSTRAINT {check} "
-        f"CHECK ({within(lower, upper)}) NOT VALID",
+        f"CHECK ({within(None, upper)}) NOT VALID",
         f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {check}",
         f"DROP INDEX{concurrent} IF EXISTS {key}",
         f"CREATE UNIQUE INDEX{concurrent} {key} ON {quote(table)} (audit_id, {quote(CREATED_AT)})",
@@ -255,7 +242,6 @@ def switch_sql(
     table: str,
     upper: datetime.datetime,
     *,
-    lower: datetime.datetime | None = None,
     sequence: str,
     identity: bool,
     primary_key: str,
@@ -271,7 +257,7 @@ def switch_sql(
     (name, definition, comment): they move to the partitioned table, comments and all
     (django-pgtrigger keeps its hash there). The id sequence carries on.
     """
-    past = first_partition_name(table, lower, upper)
+    past = past_partition_name(table, upper)
     new_sequence = _fit(table, "_audit_seq_new")
     statements = [f"LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE"]
     if identity:
@@ -316,6 +302,6 @@ def switch_sql(
             for name, _, comment in triggers
             if comment
         ),
-        f"ALTER TABLE {quote(table)} ATTACH PARTITION {quote(past)} {range_clause(lower, upper)}",
+        f"ALTER TABLE {quote(table)} ATTACH PARTITION {quote(past)} {range_clause(None, upper)}",
     ]
     return statements

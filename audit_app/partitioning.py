@@ -296,19 +296,13 @@ def _catalog(cursor: Any, table: str) -> dict[str, Any]:
 
 
 def _prepare(
-    table: str,
-    upper: datetime.datetime,
-    *,
-    lower: datetime.datetime | None,
-    using: str,
-    concurrently: bool,
-    log: Log,
+    table: str, upper: datetime.datetime, *, using: str, concurrently: bool, log: Log
 ) -> None:
     """Check and index ``table`` for the switch (``psql.prepare_conversion_sql``); a
     PartitionError, and the table as it was, if an event is dated ``upper`` or later."""
     connection = connections[using]
     check, validate, *indexing = psql.prepare_conversion_sql(
-        table, upper, concurrently=concurrently, lower=lower
+        table, upper, concurrently=concurrently
     )
     run_with_short_locks(using, [check], log)
     try:
@@ -340,10 +334,9 @@ def convert(
     by ``interval``; return its partitions.
 
     The table is not rewritten: it becomes the partition of everything before the next
-    interval boundary (a table without events, the current interval's). Its writers
-    only wait for one short switch of the catalog; ``concurrently`` (impossible inside a
-    transaction, as in a migration) builds the one new index without stopping them
-    either.
+    interval boundary. Its writers only wait for one short switch of the catalog;
+    ``concurrently`` (impossible inside a transaction, as in a migration) builds the one
+    new index without stopping them either.
     """
     psql.check_interval(interval)
     connection = connections[using]
@@ -357,19 +350,13 @@ def convert(
     concurrently = concurrently and not connection.in_atomic_block
     with connection.cursor() as cursor:
         cursor.execute(psql.GUARD_FUNCTION_SQL)
-    now = now or timezone.now()
-    upper = conversion_boundary(now, interval)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {sql.quote(table)})")
-        # A table without history becomes the partition of the current interval, like
-        # the ones after it; one with history holds all of it until the boundary.
-        lower = psql.floor(now, interval) if cursor.fetchone()[0] else None
+    upper = conversion_boundary(now or timezone.now(), interval)
     log(f"{table}: checking that every event is before {upper:%Y-%m-%d}")
-    _prepare(table, upper, lower=lower, using=using, concurrently=concurrently, log=log)
-    past = psql.first_partition_name(table, lower, upper)
+    _prepare(table, upper, using=using, concurrently=concurrently, log=log)
+    past = psql.past_partition_name(table, upper)
     with connection.cursor() as cursor:
         guarded = _guarded(cursor, table)
-        switch = psql.switch_sql(table, upper, lower=lower, **_catalog(cursor, table))
+        switch = psql.switch_sql(table, upper, **_catalog(cursor, table))
     switch += [
         *([psql.guard_sql(past)] if guarded else []),
         *psql.default_partition_sql(table, guarded=guarded),
