@@ -34,6 +34,7 @@ from audit_app.event_sql import (
 )
 from audit_app.follow_sql import child_filter_sql, subclass_filter_sql
 from audit_app.following import Followed, followed_relations
+from audit_app.recent_pages import recent_page
 from audit_app.registry import event_model_of, event_models
 from audit_app.replicas import history_database, primary_database
 
@@ -342,6 +343,8 @@ class AuditEventQuerySet(models.QuerySet):
 
     def _fetch_all(self) -> None:
         fresh = self._result_cache is None
+        if fresh:
+            self._result_cache = recent_page(self, self._event_models())
         super()._fetch_all()
         if (
             fresh

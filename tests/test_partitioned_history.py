@@ -117,3 +117,32 @@ def test_a_pages_diffs_read_only_the_partitions_they_need(spread_order, sql_log)
     # from a merge of every partition before the event.
     assert "Merge Append" not in above
     assert len(previous) < len(current) * len(partitions)
+
+
+def test_a_newest_first_page_reads_recent_partitions_first(sql_log):
+    """A page of the newest events is first read below a bound of the recent intervals
+    (planned over a few partitions); when that holds fewer events than the page, the
+    page is read unbounded. Either way it is the page an unbounded read returns."""
+    customer = Customer.objects.create(name="c", email="c@example.org")
+    orders = [Order.objects.create(customer=customer, notes=str(n)) for n in range(3)]
+    for order in orders:
+        add_version(order, datetime.datetime(2019, 5, 1, tzinfo=UTC), "ancient")
+    newest = AuditEvent.objects.across(Order)
+
+    def unbounded(size):
+        # values() is read as it is: the oracle.
+        return list(newest.values_list("id", flat=True)[:size])
+
+    def pages(size):
+        return [
+            q["sql"]
+            for q in sql_log.captured_queries
+            if q["sql"].endswith(f'"event_id" DESC LIMIT {size}')
+        ]
+
+    assert [e.id for e in newest[:2]] == unbounded(2)
+    assert ['"created_at" >=' in page for page in pages(2)] == [True, False]  # page, oracle
+
+    page = [e.id for e in newest[:5]]
+    assert page == unbounded(5) and len(page) == 5
+    assert ['"created_at" >=' in page for page in pages(5)] == [True, False, False]
