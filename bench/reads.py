@@ -818,7 +818,12 @@ def main() -> None:
         machine.wait_for_quiet()
         data["backfill"] = measure_backfill(sizes)
     data["benchmark_s"] = time.perf_counter() - started
-    explain_path = args.explain or Path(tempfile.mkdtemp(prefix="bench-reads-")) / "explain.txt"
+    finish(args, data, sizes, report, prefix="bench-reads-")
+
+
+def finish(args: Any, data: dict[str, Any], sizes: Any, report: Any, *, prefix: str) -> None:
+    """Write the EXPLAINs, print the report and the machine's quietness, save the JSON."""
+    explain_path = args.explain or Path(tempfile.mkdtemp(prefix=prefix)) / "explain.txt"
     write_explains(explain_path, data)
     report(data, sizes)
     print(f"\nEXPLAIN (ANALYZE, BUFFERS) of the slowest statement of every case: {explain_path}")

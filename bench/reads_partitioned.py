@@ -42,7 +42,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,7 +68,6 @@ from bench.harness import (  # noqa: E402
     execute,
     log,
     print_environment,
-    print_quiet_summary,
     print_table,
     q,
 )
@@ -350,13 +348,7 @@ def main() -> None:
     scenarios = {name: fn for name, fn in SCENARIOS.items() if name in wanted}
     reads.run_phases(sizes, wanted, data, seeder, scenarios, measure_disk)
     data["benchmark_s"] = time.perf_counter() - started
-    explain_path = args.explain or Path(tempfile.mkdtemp(prefix="bench-parts-")) / "explain.txt"
-    reads.write_explains(explain_path, data)
-    report(data, sizes)
-    print(f"\nEXPLAIN (ANALYZE, BUFFERS) of the slowest statement of every case: {explain_path}")
-    print_quiet_summary(data["benchmark_s"])
-    if args.json:
-        args.json.write_text(json.dumps(data, indent=2, default=str))
+    reads.finish(args, data, sizes, report, prefix="bench-parts-")
 
 
 if __name__ == "__main__":

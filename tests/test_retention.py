@@ -1,10 +1,14 @@
 """Prune: batches, append-only tables included, on the record, contexts cleaned up."""
 
+import contextlib
 import datetime
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 import audit_app
@@ -95,19 +99,10 @@ def test_prune_command_rejects_bad_dates():
         call_command("audit", "prune", "--before", "2026-13-45")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_prune_does_not_wait_for_writers_of_the_table():
-    """A writer holds an open transaction that inserted events; prune goes on at once.
-
-    Disabling the protection trigger would wait for that transaction (its lock
-    conflicts with the writer's); skipping it for the batch's transaction does not.
-    """
-    import threading
-
-    from django.db import connections
-
-    Widget.objects.bulk_create([Widget(name=str(i)) for i in range(5)])
-    age_events("trackapp_widgetevent", 40)
+@contextlib.contextmanager
+def open_write(end: str = "ROLLBACK") -> Iterator[None]:
+    """A widget inserted by another connection in a transaction held open (its events
+    written, its locks held) for the block; then ``end`` (ROLLBACK or COMMIT)."""
     started, release = threading.Event(), threading.Event()
 
     def writer():
@@ -121,7 +116,7 @@ def test_prune_does_not_wait_for_writers_of_the_table():
                 )
                 started.set()
                 release.wait(30)
-                cursor.execute("ROLLBACK")
+                cursor.execute(end)
         finally:
             other.close()
 
@@ -129,15 +124,31 @@ def test_prune_does_not_wait_for_writers_of_the_table():
     thread.start()
     try:
         assert started.wait(10)
-        with connection.cursor() as cursor:
-            # Were prune to wait for the writer, this would fail instead of hanging.
-            cursor.execute("SET lock_timeout = '2s'")
-        counts = prune(timezone.now() - datetime.timedelta(days=1), models=[Widget], batch_size=2)
+        yield
     finally:
         release.set()
         thread.join(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_does_not_wait_for_writers_of_the_table():
+    """A writer holds an open transaction that inserted events; prune goes on at once.
+
+    Disabling the protection trigger would wait for that transaction (its lock
+    conflicts with the writer's); skipping it for the batch's transaction does not.
+    """
+    Widget.objects.bulk_create([Widget(name=str(i)) for i in range(5)])
+    age_events("trackapp_widgetevent", 40)
+    with open_write("ROLLBACK"):
         with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
+            # Were prune to wait for the writer, this would fail instead of hanging.
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            cutoff = timezone.now() - datetime.timedelta(days=1)
+            counts = prune(cutoff, models=[Widget], batch_size=2)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
     assert counts == {"trackapp.WidgetEvent": 5}
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
@@ -177,34 +188,12 @@ def test_prune_without_the_replication_role_holds_writers_up_only_briefly(
 ):
     """A long open transaction writes the table: disabling the trigger must wait for
     it, but its lock request gives way every 200 ms, so other writers go on."""
-    import threading
-    import time
-
-    from django.db import connections
-
     from audit_app.batch_delete import may_skip_triggers
 
     with owner_without_replication_role() as pruner_connection, pruner_connection.cursor() as c:
         assert not may_skip_triggers(c)
     Widget.objects.bulk_create([Widget(name=str(i)) for i in range(30)])
     age_events("trackapp_widgetevent", 40)
-    started, release = threading.Event(), threading.Event()
-
-    def long_writer():
-        other = connections.create_connection("default")
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("BEGIN")
-                cursor.execute(
-                    "INSERT INTO trackapp_widget (name, size, data, secret_token) "
-                    "VALUES ('held', 0, '{}', '')"
-                )
-                started.set()
-                release.wait(30)
-                cursor.execute("COMMIT")
-        finally:
-            other.close()
-
     outcome = []
 
     def pruner():
@@ -212,20 +201,16 @@ def test_prune_without_the_replication_role_holds_writers_up_only_briefly(
             cutoff = timezone.now() - datetime.timedelta(days=1)
             outcome.append(prune(cutoff, models=[Widget], batch_size=7, using="pruner"))
 
-    holder = threading.Thread(target=long_writer)
-    holder.start()
-    assert started.wait(10)
     pruning = threading.Thread(target=pruner)
-    pruning.start()
     latencies = []
-    for i in range(10):
-        began = time.monotonic()
-        Widget.objects.create(name=f"during {i}")
-        latencies.append(time.monotonic() - began)
-        time.sleep(0.05)
-    assert pruning.is_alive()  # still waiting for the long transaction
-    release.set()
-    holder.join(30)
+    with open_write("COMMIT"):
+        pruning.start()
+        for i in range(10):
+            began = time.monotonic()
+            Widget.objects.create(name=f"during {i}")
+            latencies.append(time.monotonic() - began)
+            time.sleep(0.05)
+        assert pruning.is_alive()  # still waiting for the long transaction
     pruning.join(30)
     assert outcome == [{"trackapp.WidgetEvent": 30}]
     # Without the short lock waits each would wait for the long transaction to end.
