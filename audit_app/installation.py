@@ -57,7 +57,7 @@ def partition_declared_tables(using: str = "default") -> list[str]:
     for event_model in event_models():
         table = event_model._meta.db_table
         interval = getattr(event_model, "audit_partition", None)
-        if not interval or table not in tables or partitioning.interval_of(table, using):
+        if not interval or table not in tables or partitioning.is_partitioned(table, using):
             continue
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {sql.quote(table)})")

@@ -504,7 +504,7 @@ class PartitionEventTable(AlterModelTableComment):
         if not self.allow_migrate_model(using, model):
             return
         table = model._meta.db_table
-        if self.interval and not partitioning.interval_of(table, using):
+        if self.interval and not partitioning.is_partitioned(table, using):
             _refuse_big_conversion(schema_editor, table, self.interval)
             partitioning.convert(table, self.interval, using=using, concurrently=False)
         super().database_forwards(app_label, schema_editor, from_state, to_state)

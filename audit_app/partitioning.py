@@ -75,17 +75,26 @@ def partitions(table: str, using: str = "default") -> list[Partition]:
     return sorted(found, key=lambda p: (p.default, p.lower or earliest))
 
 
-def interval_of(table: str, using: str = "default") -> str | None:
-    """The interval ``table`` is partitioned by (None: a plain table)."""
+def is_partitioned(table: str, using: str = "default") -> bool:
     with connections[using].cursor() as cursor:
         cursor.execute(psql.IS_PARTITIONED_SQL, [sql.quote(table)])
         row = cursor.fetchone()
-        if not row or not row[0]:
-            return None
+    return bool(row and row[0])
+
+
+def interval_of(table: str, using: str = "default") -> str | None:
+    """The interval ``table`` is partitioned by; None for a plain table, and for one
+    partitioned by another tool (pg_partman, by hand): its partitions are not ours to
+    make, move or drop."""
+    if not is_partitioned(table, using):
+        return None
+    with connections[using].cursor() as cursor:
         cursor.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", [sql.quote(table)])
         comment = cursor.fetchone()[0] or ""
     interval = comment.removeprefix(psql.COMMENT_PREFIX)
-    return interval if interval in psql.INTERVALS else "month"
+    return (
+        interval if comment.startswith(psql.COMMENT_PREFIX) and interval in psql.INTERVALS else None
+    )
 
 
 def partitioned_tables(using: str = "default") -> Iterator[tuple[str, str]]:
@@ -340,10 +349,14 @@ def convert(
     """
     psql.check_interval(interval)
     connection = connections[using]
-    if interval_of(table, using):
+    if is_partitioned(table, using):
+        current = interval_of(table, using)
         raise PartitionError(
-            f"{table} is already partitioned (by {interval_of(table, using)}); "
-            "manage.py audit partitions keeps it ready."
+            f"{table} is already partitioned (by {current}); manage.py audit partitions "
+            "keeps it ready."
+            if current
+            else f"{table} is already partitioned by another tool; its partitions are left "
+            "to that tool."
         )
     # CONCURRENTLY cannot run in a transaction (a migration's, a caller's atomic block):
     # there the index is built in it, and the table's writers wait for it anyway.

@@ -190,3 +190,19 @@ def test_a_missing_next_partition_is_reported_and_migrate_makes_it(capsys):
     assert partitioning.problems(TABLE) == [] and check_partitions() == []
     Widget.objects.create(name="after")
     assert f"{TABLE}_default" not in where_rows_are(TABLE)
+
+
+def test_a_table_partitioned_by_another_tool_is_left_alone():
+    """Without our comment (pg_partman, or by hand), a partitioned event table's
+    partitions are not ours to make, move or report, and it is not converted again."""
+    partition(Widget)
+    with connection.cursor() as cursor:
+        cursor.execute(f"COMMENT ON TABLE {TABLE} IS NULL")
+    before = [p.name for p in partitioning.partitions(TABLE)]
+
+    assert partitioning.interval_of(TABLE) is None
+    assert partitioning.ensure_partitions(TABLE, now=at("2031-01-15T00:00+00:00")) == []
+    assert partitioning.problems(TABLE, now=at("2031-01-15T00:00+00:00")) == []
+    with pytest.raises(CommandError, match="partitioned by another tool"):
+        call_command("audit", "partition", "trackapp.Widget", "--by", "month")
+    assert [p.name for p in partitioning.partitions(TABLE)] == before
