@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from audit_app import partition_sql as psql
-from audit_app import partitioning
+from audit_app import partitioning, sql
+from audit_app.counting import count_rows
 from audit_app.exceptions import PartitionError
 from audit_app.registry import tracked_models
 
@@ -44,7 +45,11 @@ def describe(table: str, using: str) -> list[str]:
     """One line per partition of ``table``: name, range, rows (estimated) and size."""
     lines = []
     for partition in partitioning.partitions(table, using):
-        rows = "?" if partition.rows < 0 else f"~{partition.rows:,}"
+        # Counted where that is cheap (AUDIT_EXACT_COUNT_LIMIT), else the estimate.
+        found = count_rows(
+            f"SELECT 1 FROM {sql.quote(partition.name)}", (), tables=[partition.name], using=using
+        )
+        rows = f"{found.value:,}" if found.exact else f"~{found.value:,}"
         lines.append(
             f"    {partition.name}: {_range(partition)}, {rows} rows, {_size(partition.size)}"
         )
