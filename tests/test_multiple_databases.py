@@ -5,7 +5,10 @@ several, keeps each database's events in that database, written in the same
 transaction by its own triggers, with the context of the code that wrote them.
 """
 
+import csv
+
 import pytest
+from django.core.management import call_command
 
 import audit_app
 from audit_app import partitioning
@@ -38,3 +41,21 @@ def test_each_database_has_its_own_partitions():
         found = partitioning.partitions(Order.audit_event_model._meta.db_table, alias)
         assert sum(not p.default for p in found) >= 3
         assert partitioning.problems(Order.audit_event_model._meta.db_table, using=alias) == []
+
+
+def test_the_export_command_reads_where_history_is_read(settings, tmp_path):
+    """``audit export`` follows ``AUDIT_READ_DATABASE`` unless ``--database`` says
+    otherwise; the other commands keep the default database."""
+    Customer.objects.create(name="Primary", email="p@example.org")
+    elsewhere = Customer.objects.using("second").create(name="Elsewhere", email="e@example.org")
+    Customer.objects.using("second").filter(pk=elsewhere.pk).update(phone="555")
+    settings.AUDIT_READ_DATABASE = "second"
+
+    def actions(*args):
+        target = tmp_path / "out.csv"
+        call_command("audit", *args, "export", "--output", str(target))
+        with target.open() as rows:
+            return [row["action"] for row in csv.DictReader(rows)]
+
+    assert actions() == ["changed", "created"]
+    assert actions("--database", "default") == ["created"]

@@ -13,13 +13,13 @@ import pgtrigger.core
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import ngettext
 
+from audit_app import conf, partition_commands, sql
 from audit_app import heads as seal_heads
-from audit_app import partition_commands, sql
 from audit_app.counting import count_rows
 from audit_app.erasure import erase_retired
 from audit_app.exceptions import SealError, TrackingError
@@ -112,7 +112,10 @@ class Command(BaseCommand):
     help = "Inspect and maintain the audit history."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--database", default="default")
+        parser.add_argument(
+            "--database",
+            help="the database alias (default: default; for export, AUDIT_READ_DATABASE)",
+        )
         sub = parser.add_subparsers(dest="subcommand", required=True, parser_class=CommandParser)
         sub.add_parser("status", help="Tracked models, their triggers and event tables.")
         fill = sub.add_parser(
@@ -159,7 +162,10 @@ class Command(BaseCommand):
             help="leave changed_fields and diff empty: no previous-version lookup, much faster",
         )
 
-    def handle(self, *args: Any, subcommand: str, database: str, **options: Any) -> None:
+    def handle(self, *args: Any, subcommand: str, database: str | None, **options: Any) -> None:
+        if database is None:
+            # An export only reads: it goes where history is read (a replica, if set).
+            database = conf.read_database() if subcommand == "export" else DEFAULT_DB_ALIAS
         getattr(self, f"handle_{subcommand}")(database=database, **options)
 
     def handle_backfill(self, *, database: str, models: list[str], **options: Any) -> None:
