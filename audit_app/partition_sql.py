@@ -78,29 +78,25 @@ def step(start: datetime.datetime, interval: str) -> datetime.datetime:
     return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
 
 
-def _fit(table: str, suffix: str) -> str:
-    # PostgreSQL cuts identifiers at 63 bytes: a long table name gives way to a digest.
+def fit_name(table: str, suffix: str) -> str:
+    """``table`` + ``suffix``, shortened to fit PostgreSQL's 63-byte identifiers (a long
+    table name gives way to a digest)."""
     if len(table) + len(suffix) <= 63:
         return table + suffix
     digest = hashlib.md5(table.encode(), usedforsecurity=False).hexdigest()[:8]
     return f"{table[: 63 - len(suffix) - 9]}_{digest}{suffix}"
 
 
-def fit_name(table: str, suffix: str) -> str:
-    """``table`` + ``suffix``, shortened to fit PostgreSQL's 63-byte identifiers."""
-    return _fit(table, suffix)
-
-
 def partition_name(table: str, lower: datetime.datetime) -> str:
-    return _fit(table, f"_p{lower:%Y%m%d}")
+    return fit_name(table, f"_p{lower:%Y%m%d}")
 
 
 def past_partition_name(table: str, upper: datetime.datetime) -> str:
-    return _fit(table, f"_upto{upper:%Y%m%d}")
+    return fit_name(table, f"_upto{upper:%Y%m%d}")
 
 
 def default_partition_name(table: str) -> str:
-    return _fit(table, "_default")
+    return fit_name(table, "_default")
 
 
 def _bound(moment: datetime.datetime | None, open_end: str) -> str:
@@ -195,8 +191,7 @@ def default_partition_sql(parent: str, *, guarded: bool) -> list[str]:
 
 
 PARTITIONS_SQL = """
-SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltuples::bigint,
-       pg_total_relation_size(c.oid)
+SELECT c.relname, pg_get_expr(c.relpartbound, c.oid), pg_total_relation_size(c.oid)
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = to_regclass(%s)
 ORDER BY c.relname
@@ -206,11 +201,11 @@ IS_PARTITIONED_SQL = "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass
 
 
 def key_index_name(table: str) -> str:
-    return _fit(table, "_audit_key")
+    return fit_name(table, "_audit_key")
 
 
 def range_check_name(table: str) -> str:
-    return _fit(table, "_audit_range")
+    return fit_name(table, "_audit_range")
 
 
 def drop_range_check_sql(table: str) -> str:
@@ -258,7 +253,7 @@ def switch_sql(
     (django-pgtrigger keeps its hash there). The id sequence carries on.
     """
     past = past_partition_name(table, upper)
-    new_sequence = _fit(table, "_audit_seq_new")
+    new_sequence = fit_name(table, "_audit_seq_new")
     statements = [f"LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE"]
     if identity:
         # An identity column's sequence dies with the identity: copy its position into
@@ -277,10 +272,10 @@ def switch_sql(
         ]
     statements += [
         f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(primary_key)}, "
-        f"ADD CONSTRAINT {quote(_fit(past, '_pkey'))} "
+        f"ADD CONSTRAINT {quote(fit_name(past, '_pkey'))} "
         f"PRIMARY KEY USING INDEX {quote(key_index_name(table))}",
         *(
-            f"ALTER INDEX {quote(name)} RENAME TO {quote(_fit(past, f'_i{number}'))}"
+            f"ALTER INDEX {quote(name)} RENAME TO {quote(fit_name(past, f'_i{number}'))}"
             for number, (name, _definition) in enumerate(indexes)
         ),
         *(f"DROP TRIGGER {quote(name)} ON {quote(table)}" for name, _, _ in triggers),

@@ -41,7 +41,6 @@ class Partition:
     lower: datetime.datetime | None  # None: from the beginning of time
     upper: datetime.datetime | None  # None: to the end of time
     default: bool  # the safety net
-    rows: int  # the planner's estimate; -1 before the first ANALYZE
     size: int  # bytes, indexes included
 
     def covers(self, moment: datetime.datetime) -> bool:
@@ -67,10 +66,10 @@ def partitions(table: str, using: str = "default") -> list[Partition]:
         cursor.execute(psql.PARTITIONS_SQL, [sql.quote(table)])
         rows = cursor.fetchall()
     found = []
-    for name, bound, estimate, size in rows:
+    for name, bound, size in rows:
         match = re.match(r"FOR VALUES FROM \((.+)\) TO \((.+)\)", bound)
         lower, upper = (_bound(match[1]), _bound(match[2])) if match else (None, None)
-        found.append(Partition(name, lower, upper, match is None, estimate, size))
+        found.append(Partition(name, lower, upper, match is None, size))
     earliest = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     return sorted(found, key=lambda p: (p.default, p.lower or earliest))
 
